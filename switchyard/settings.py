@@ -1,0 +1,77 @@
+"""Configuration read in one typed place, at start-up: the environment of the contract plus the catalog.
+
+Nothing else in Switchyard reads ``os.environ`` for configuration; modules receive a :class:`Settings`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from switchyard.catalog import Catalog, load_catalog
+
+
+def _default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "switchyard"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything Switchyard is configured with."""
+
+    broker_url: str | None  # SWITCHYARD_BROKER_URL; None = embedded Redis (CLI only)
+    database_url: str | None  # SWITCHYARD_DATABASE_URL; None = embedded PostgreSQL (CLI only)
+    config_path: str | None  # SWITCHYARD_CONFIG
+    catalog: Catalog
+    openai_api_key: str | None = field(default=None, repr=False)
+    openai_base_url: str | None = None
+    anthropic_api_key: str | None = field(default=None, repr=False)
+    anthropic_base_url: str | None = None
+    state_dir: Path = field(default_factory=_default_state_dir)  # embedded services' data, demo output
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        config_path = get("SWITCHYARD_CONFIG")
+        state = get("SWITCHYARD_STATE_DIR")
+        return cls(
+            broker_url=get("SWITCHYARD_BROKER_URL"),
+            database_url=get("SWITCHYARD_DATABASE_URL"),
+            config_path=config_path,
+            catalog=load_catalog(config_path),
+            openai_api_key=get("OPENAI_API_KEY"),
+            openai_base_url=get("OPENAI_BASE_URL"),
+            anthropic_api_key=get("ANTHROPIC_API_KEY"),
+            anthropic_base_url=get("ANTHROPIC_BASE_URL"),
+            state_dir=Path(state) if state else _default_state_dir(),
+        )
+
+    def with_urls(self, broker_url: str, database_url: str) -> Settings:
+        return replace(self, broker_url=broker_url, database_url=database_url)
+
+    def require_urls(self) -> tuple[str, str]:
+        """Broker and database URLs; a library user must configure them (only the CLI embeds services)."""
+        from switchyard.errors import ConfigError
+
+        missing = [n for n, v in (("SWITCHYARD_BROKER_URL", self.broker_url),
+                                  ("SWITCHYARD_DATABASE_URL", self.database_url)) if not v]
+        if missing:
+            raise ConfigError(f"{' and '.join(missing)} not set (the CLI starts embedded services; "
+                              "a library user passes URLs or uses switchyard.services.ensure_services)")
+        return self.broker_url, self.database_url  # type: ignore[return-value]
+
+    def provider_env(self) -> dict[str, str]:
+        """The provider variables to hand to a child process (worker) unchanged."""
+        pairs = {
+            "OPENAI_API_KEY": self.openai_api_key, "OPENAI_BASE_URL": self.openai_base_url,
+            "ANTHROPIC_API_KEY": self.anthropic_api_key, "ANTHROPIC_BASE_URL": self.anthropic_base_url,
+        }
+        return {k: v for k, v in pairs.items() if v}
