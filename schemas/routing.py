@@ -17,6 +17,7 @@ RouteRule = Literal[
     "overflow",  # moved off a queue too deep to meet its SLO
     "budget",  # moved to self-hosted because a commercial budget was exhausted
     "fallback",  # moved because the first choice's provider circuit was open
+    "long_input",  # the prompt does not fit the chosen model's context: a long-context model takes it
 ]
 
 

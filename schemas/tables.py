@@ -77,6 +77,7 @@ class Job(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     batch_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
     custom_id: Mapped[str] = mapped_column(String(512))
+    seq: Mapped[int] = mapped_column(Integer, default=0)  # position in the input (line number); results order
     state: Mapped[str] = mapped_column(String(16), default="queued")
     model: Mapped[str] = mapped_column(String(64))  # where it was routed (or rerouted)
     requested_model: Mapped[str] = mapped_column(String(64), default="auto")

@@ -59,6 +59,7 @@ class ModelSpec(_Strict):
     timeout_s: float = Field(120.0, gt=0)  # one inference call's time limit
     max_attempts: int = Field(5, ge=1, le=50)  # deliveries/retries before the job is dead-lettered
     fallback: list[str] = []  # models to use when this one's circuit is open or its queue overflows
+    on_circuit_open: Literal["fallback", "wait"] = "fallback"  # provider down: reroute, or retry later
     engine: EngineArgs = EngineArgs()
 
     @property
@@ -108,12 +109,15 @@ class Catalog(_Strict):
     budgets: BudgetSpec = BudgetSpec()
     slo: SLOSpec = SLOSpec()
     nightly: NightlySpec = NightlySpec()
-    visibility_timeout_s: int = Field(7200, ge=60)  # Redis redelivery timeout; > the longest job
+    visibility_timeout_s: int = Field(7200, ge=5)  # Redis redelivery timeout; > the longest job
+    baseline_model: str = "gpt-4-turbo"  # reports price every job on this model: the all-commercial baseline
 
     @model_validator(mode="after")
     def _check_references(self) -> Catalog:
         names = set(self.models)
         r = self.routing
+        if self.baseline_model not in names:
+            raise ValueError(f"baseline_model: unknown model {self.baseline_model!r}")
         for key in ("pii_model", "high_model", "long_model", "low_model", "default_model"):
             if getattr(r, key) not in names:
                 raise ValueError(f"routing.{key}: unknown model {getattr(r, key)!r}")

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 12:34:32.347901
+Create Date: 2026-11-26 12:40:00.229758
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("batch_id", sa.Uuid(), nullable=False),
         sa.Column("custom_id", sa.String(length=512), nullable=False),
+        sa.Column("seq", sa.Integer(), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("model", sa.String(length=64), nullable=False),
         sa.Column("requested_model", sa.String(length=64), nullable=False),

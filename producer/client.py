@@ -1,0 +1,129 @@
+"""The Python client of the contract: submit, wait, read results, classify."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from producer import results as results_mod
+from producer import store
+from producer.queues import QueueMonitor
+from producer.reader import collect_jobs
+from producer.router import Router
+from producer.submit import SubmitReport, Submitter
+from schemas.jobs import InferenceJob, parse_job
+from schemas.routing import RouteDecision
+from switchyard.db import get_engine
+from switchyard.errors import InputError, InputProblem, SwitchyardError
+from switchyard.settings import Settings
+
+
+class BatchNotFound(SwitchyardError):
+    code = "batch_not_found"
+
+
+class Client:
+    """Submit jobs and read their results.
+
+    Configuration comes from the environment (``SWITCHYARD_BROKER_URL``, ``SWITCHYARD_DATABASE_URL``,
+    ``SWITCHYARD_CONFIG``) or from keyword arguments, which win.
+    """
+
+    def __init__(self, *, broker_url: str | None = None, database_url: str | None = None,
+                 settings: Settings | None = None) -> None:
+        base = settings or Settings.from_env()
+        self.settings = base.with_urls(broker_url or base.broker_url or "", database_url or base.database_url or "")
+        broker, database = self.settings.require_urls()
+        self.catalog = self.settings.catalog
+        self.engine = get_engine(database)
+        self.redis = redis.Redis.from_url(broker)
+        self.router = Router(self.catalog, QueueMonitor(self.redis, self.catalog).wait_s)
+        self.submitter = Submitter(self.catalog, self.engine, self.redis, self.router)
+        self.last_report: SubmitReport | None = None
+
+    # --- classify -------------------------------------------------------------------------------------
+    def classify(self, job: dict[str, Any] | InferenceJob) -> RouteDecision:
+        """Where the job would go and why, without enqueueing it."""
+        return self.router.route(_one(job))
+
+    # --- submit ---------------------------------------------------------------------------------------
+    def submit_many(self, jobs: Iterable[dict[str, Any] | InferenceJob], batch: str | None = None) -> str:
+        """Validate everything, then record and enqueue; returns the batch id. Idempotent per custom_id."""
+        parsed = collect_jobs(jobs)  # raises InputError listing every problem; nothing enqueued
+        name = batch or f"batch-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+        self.last_report = self.submitter.submit(enumerate(parsed, 1), name)
+        return name
+
+    def submit(self, job: dict[str, Any] | InferenceJob, batch: str | None = None) -> str:
+        """Submit one job; returns its job id. Without ``batch``, jobs go to a batch per UTC day."""
+        parsed = _one(job)
+        name = batch or f"adhoc-{datetime.now(UTC):%Y-%m-%d}"
+        report = self.submitter.submit([(0, parsed)], name)
+        self.last_report = report
+        from sqlalchemy import select
+
+        from schemas.tables import Job
+
+        with self.engine.connect() as conn:
+            return str(conn.execute(select(Job.id).where(Job.batch_id == report.batch_id,
+                                                         Job.custom_id == parsed.custom_id)).scalar_one())
+
+    # --- read -----------------------------------------------------------------------------------------
+    def _batch_id(self, batch: str) -> uuid.UUID:
+        found = store.find_batch(self.engine, batch)
+        if found is None:
+            raise BatchNotFound(f"no batch named {batch!r}")
+        return found.id
+
+    def status(self, batch: str) -> dict[str, Any]:
+        return results_mod.batch_counts(self.engine, self._batch_id(batch))
+
+    def wait(self, batch: str, timeout: float | None = 600, poll_s: float = 0.25) -> dict[str, Any]:
+        """Block until every job of the batch is final; returns the final counts."""
+        batch_id = self._batch_id(batch)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            counts = results_mod.batch_counts(self.engine, batch_id)
+            if counts["done"] >= counts["total"]:
+                return counts
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"batch {batch}: {counts['done']}/{counts['total']} done after {timeout}s")
+            time.sleep(poll_s)
+
+    def results(self, batch: str) -> Iterator[dict[str, Any]]:
+        return results_mod.iter_results(self.engine, self._batch_id(batch))
+
+    def result(self, job_id: str, timeout: float | None = 60, poll_s: float = 0.1) -> dict[str, Any]:
+        """The job's result line, waiting up to ``timeout`` seconds for it to finish."""
+        jid = uuid.UUID(job_id)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            line = results_mod.job_line(self.engine, jid)
+            if line is None:
+                raise KeyError(f"no job {job_id}")
+            if line["switchyard"]["state"] in ("succeeded", "failed", "dead"):
+                return line
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} is still {line['switchyard']['state']} after {timeout}s")
+            time.sleep(poll_s)
+
+    def close(self) -> None:
+        self.redis.close()
+
+
+def _one(job: dict[str, Any] | InferenceJob) -> InferenceJob:
+    from pydantic import ValidationError
+
+    from producer.reader import problems_of
+
+    if isinstance(job, dict) and "custom_id" not in job:
+        raise InputError([InputProblem(None, "custom_id", "missing")])
+    try:
+        return parse_job(job)
+    except ValidationError as exc:
+        raise InputError(problems_of(exc, None)) from None

@@ -1,0 +1,141 @@
+"""Reading job files: JSONL in either input form, validated line by line, streamed.
+
+A file is validated whole before anything is enqueued: ``validate_file`` makes one streaming pass that keeps
+only the custom_ids seen (for duplicates) and the problems found, so a file of any size fits in memory;
+``iter_jobs`` then streams the parsed jobs for submission.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from pydantic import ValidationError
+
+from schemas.jobs import InferenceJob, parse_job
+from switchyard.errors import InputError, InputProblem
+
+#: Stop collecting after this many problems: the user fixes the pattern, not 10^6 lines one by one.
+MAX_PROBLEMS = 1000
+
+
+#: pydantic names the branch of a union in the location ("content.str"); users want the field only.
+_BRANCH = re.compile(r"^(str|int|float|bool|none|list\[.*|dict\[.*|function-.*|constrained-.*)$")
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, str) and _BRANCH.match(part):
+            continue
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(line)"
+
+
+def problems_of(error: ValidationError, line: int | None) -> list[InputProblem]:
+    """One problem per field (a union reports each branch; the first message is the useful one)."""
+    seen: dict[str, InputProblem] = {}
+    for e in error.errors():
+        field = _field(tuple(e["loc"]))
+        seen.setdefault(field, InputProblem(line, field, e["msg"]))
+    return list(seen.values())
+
+
+def parse_line(raw: bytes | str, line: int) -> tuple[InferenceJob | None, list[InputProblem]]:
+    """One line -> a job, or the problems that name its line and field."""
+    try:
+        obj = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return None, [InputProblem(line, "(line)", f"not valid JSON: {exc}")]
+    if not isinstance(obj, dict):
+        return None, [InputProblem(line, "(line)", "a job must be a JSON object")]
+    if "custom_id" not in obj:
+        return None, [InputProblem(line, "custom_id", "missing")]
+    try:
+        return parse_job(obj), []
+    except ValidationError as exc:
+        return None, problems_of(exc, line)
+
+
+def _lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    for number, raw in enumerate(stream, 1):
+        if raw.strip():
+            yield number, raw
+
+
+@dataclass
+class FileCheck:
+    """The outcome of validating a file."""
+
+    jobs: int
+    problems: list[InputProblem]
+    truncated: bool = False  # more problems than MAX_PROBLEMS
+
+
+def validate_file(path: str | Path, progress: Any = None) -> FileCheck:
+    """One streaming pass over the file; every problem with its line and field."""
+    seen: dict[str, int] = {}
+    problems: list[InputProblem] = []
+    count = 0
+    truncated = False
+    with open(path, "rb") as stream:
+        for number, raw in _lines(stream):
+            if progress is not None:
+                progress(len(raw))
+            job, found = parse_line(raw, number)
+            if job is not None:
+                first = seen.setdefault(job.custom_id, number)
+                if first != number:
+                    found = [InputProblem(number, "custom_id",
+                                          f"duplicate {job.custom_id!r} (first on line {first})")]
+                else:
+                    count += 1
+            if found:
+                if len(problems) < MAX_PROBLEMS:
+                    problems.extend(found)
+                else:
+                    truncated = True
+    if count == 0 and not problems:
+        problems.append(InputProblem(None, "(file)", "no jobs in the file"))
+    return FileCheck(count, problems, truncated)
+
+
+def iter_file_jobs(path: str | Path) -> Iterator[tuple[int, InferenceJob]]:
+    """Stream (line, job) of a file that validate_file accepted."""
+    with open(path, "rb") as stream:
+        for number, raw in _lines(stream):
+            job, found = parse_line(raw, number)
+            if job is None:
+                raise InputError(found)  # the file changed since it was validated
+            yield number, job
+
+
+def collect_jobs(items: Iterable[Any]) -> list[InferenceJob]:
+    """Validate an in-memory iterable (Python client); all problems at once, positions 1-based."""
+    jobs: list[InferenceJob] = []
+    problems: list[InputProblem] = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items, 1):
+        try:
+            if isinstance(item, dict) and "custom_id" not in item:
+                problems.append(InputProblem(index, "custom_id", "missing"))
+                continue
+            job = parse_job(item)
+        except ValidationError as exc:
+            problems.extend(problems_of(exc, index))
+            continue
+        except TypeError as exc:
+            problems.append(InputProblem(index, "(item)", str(exc)))
+            continue
+        first = seen.setdefault(job.custom_id, index)
+        if first != index:
+            problems.append(InputProblem(index, "custom_id", f"duplicate {job.custom_id!r} (first at {first})"))
+            continue
+        jobs.append(job)
+    if problems:
+        raise InputError(problems)
+    return jobs

@@ -1,0 +1,91 @@
+"""Producer-side writes: batches and jobs, idempotent per (batch, custom_id)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy.dialects.postgresql import insert
+
+from schemas.jobs import InferenceJob
+from schemas.routing import RouteDecision
+from schemas.tables import Batch, Job
+from switchyard.catalog import Catalog
+
+
+def ensure_batch(engine: Engine, name: str, source: str | None = None) -> uuid.UUID:
+    with engine.begin() as conn:
+        conn.execute(insert(Batch).values(id=uuid.uuid4(), name=name, source=source)
+                     .on_conflict_do_nothing(index_elements=[Batch.name]))
+        return conn.execute(select(Batch.id).where(Batch.name == name)).scalar_one()
+
+
+def find_batch(engine: Engine, name_or_id: str) -> Batch | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(Batch).where(Batch.name == name_or_id)).first()
+        if row is None:
+            try:
+                as_uuid = uuid.UUID(name_or_id)
+            except ValueError:
+                return None
+            row = conn.execute(select(Batch).where(Batch.id == as_uuid)).first()
+        return row[0] if row else None
+
+
+def resolved_max_tokens(job: InferenceJob, decision: RouteDecision, catalog: Catalog) -> int:
+    """The completion limit sent to the model: the job's own, or a margin over the router's estimate."""
+    cap = catalog.model(decision.model).max_output_tokens
+    if job.max_tokens is not None:
+        return min(job.max_tokens, cap) if catalog.model(decision.model).self_hosted else job.max_tokens
+    return min(cap, max(256, decision.expected_output_tokens * 2))
+
+
+def job_row(batch_id: uuid.UUID, seq: int, job: InferenceJob, d: RouteDecision,
+            catalog: Catalog) -> dict[str, Any]:
+    request: dict[str, Any] = {
+        "messages": job.messages_as_dicts(),
+        "max_tokens": resolved_max_tokens(job, d, catalog),
+        "split": job.split,
+    }
+    for key in ("temperature", "top_p", "stop"):
+        value = getattr(job, key)
+        if value is not None:
+            request[key] = value
+    return {
+        "id": uuid.uuid4(), "batch_id": batch_id, "custom_id": job.custom_id, "seq": seq, "state": "queued",
+        "model": d.model, "requested_model": d.requested_model, "route_rule": d.rule,
+        "route_reason": d.reason, "contains_pii": d.contains_pii, "pii_types": list(d.pii_types),
+        "complexity": d.complexity, "expected_output_tokens": d.expected_output_tokens,
+        "prompt_tokens_estimate": d.prompt_tokens, "priority": job.priority, "tenant": job.tenant,
+        "request": request, "job_metadata": job.metadata, "attempts": 0,
+    }
+
+
+def insert_jobs(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[tuple[uuid.UUID, str, int]]:
+    """Insert the rows that are new in their batch; return (id, model, priority) of those inserted."""
+    if not rows:
+        return []
+    stmt = (insert(Job).on_conflict_do_nothing(constraint="uq_jobs_batch_custom_id")
+            .returning(Job.id, Job.model, Job.priority))
+    return [(r[0], r[1], r[2]) for r in conn.execute(stmt, list(rows))]
+
+
+def unpublished(conn: Connection, batch_id: uuid.UUID) -> list[tuple[uuid.UUID, str, int]]:
+    """Jobs recorded but never handed to the broker (a submit interrupted between the two steps)."""
+    rows = conn.execute(select(Job.id, Job.model, Job.priority).where(
+        Job.batch_id == batch_id, Job.state == "queued", Job.enqueued_at.is_(None), Job.parent_id.is_(None)))
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def mark_enqueued(conn: Connection, ids: Sequence[uuid.UUID]) -> None:
+    from sqlalchemy import func
+
+    if ids:
+        conn.execute(update(Job).where(Job.id.in_(ids)).values(enqueued_at=func.now()))
+
+
+def add_batch_total(conn: Connection, batch_id: uuid.UUID, added: int) -> None:
+    if added:
+        conn.execute(update(Batch).where(Batch.id == batch_id).values(total_jobs=Batch.total_jobs + added))

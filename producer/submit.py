@@ -1,0 +1,81 @@
+"""The submission pipeline: classify, record in Postgres, publish in bulk; idempotent per custom_id.
+
+Order per chunk: insert the jobs (ON CONFLICT DO NOTHING: a resubmitted custom_id is skipped), publish the
+inserted ones, then mark them enqueued. A submit interrupted between publish and mark re-publishes those few on
+the next run (the worker skips a job already finished); one interrupted before publish leaves rows that the
+next run finds with ``enqueued_at IS NULL`` and publishes. Nothing is lost, and a finished job never runs twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+
+import redis
+from sqlalchemy import Engine
+
+from producer import store
+from producer.publish import BulkPublisher, Outgoing
+from producer.router import Router
+from schemas.jobs import InferenceJob
+from switchyard.catalog import Catalog
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SubmitReport:
+    batch_id: uuid.UUID
+    batch: str  # the batch name (what status/results take)
+    submitted: int = 0  # new jobs enqueued now
+    skipped: int = 0  # already recorded in this batch (resubmission)
+    republished: int = 0  # recorded earlier but never enqueued (an interrupted submit)
+
+
+def _chunks(items: Iterable[tuple[int, InferenceJob]], size: int) -> Iterator[list[tuple[int, InferenceJob]]]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+class Submitter:
+    def __init__(self, catalog: Catalog, engine: Engine, redis_client: redis.Redis, router: Router,
+                 *, chunk: int = 2000) -> None:
+        self.catalog = catalog
+        self.engine = engine
+        self.publisher = BulkPublisher(redis_client)
+        self.router = router
+        self.chunk = chunk
+
+    def _publish(self, rows: list[tuple[uuid.UUID, str, int]]) -> None:
+        if not rows:
+            return
+        self.publisher.publish(Outgoing(str(i), self.catalog.model(m).queue, p) for i, m, p in rows)
+        with self.engine.begin() as conn:
+            store.mark_enqueued(conn, [r[0] for r in rows])
+
+    def submit(self, jobs: Iterable[tuple[int, InferenceJob]], batch: str, source: str | None = None,
+               progress: Callable[[int], None] | None = None) -> SubmitReport:
+        batch_id = store.ensure_batch(self.engine, batch, source)
+        report = SubmitReport(batch_id=batch_id, batch=batch)
+        with self.engine.connect() as conn:
+            leftovers = store.unpublished(conn, batch_id)
+        if leftovers:
+            log.info("batch %s: publishing %s jobs recorded by an interrupted submit", batch, len(leftovers))
+            self._publish(leftovers)
+            report.republished = len(leftovers)
+        for chunk in _chunks(jobs, self.chunk):
+            rows = [store.job_row(batch_id, seq, job, self.router.route(job), self.catalog)
+                    for seq, job in chunk]
+            with self.engine.begin() as conn:
+                inserted = store.insert_jobs(conn, rows)
+                store.add_batch_total(conn, batch_id, len(inserted))
+            self._publish(inserted)
+            report.submitted += len(inserted)
+            report.skipped += len(rows) - len(inserted)
+            if progress is not None:
+                progress(len(chunk))
+        return report

@@ -1,0 +1,137 @@
+"""Worker-side writes to Postgres. Every write is idempotent under redelivery.
+
+``claim`` marks a delivery and counts it (the attempt counter that stops crash loops, since Redis redeliveries
+carry no count). ``succeed`` writes the result, the ledger entry, the job's final state and the budget
+settlement in one transaction, each insert guarded by the job's unique key, so a second delivery of a finished
+job changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+
+from schemas.tables import DeadLetter, Job, LedgerEntry, Result
+from switchyard.budget import Budgets
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A delivered job, as the worker needs it."""
+
+    job_id: uuid.UUID
+    batch_id: uuid.UUID
+    custom_id: str
+    model: str
+    attempts: int
+    request: dict[str, Any]
+    tenant: str | None
+    contains_pii: bool
+    route_rule: str
+    route_reason: str
+    prompt_tokens_estimate: int
+    enqueued_at: datetime | None
+    parent_id: uuid.UUID | None
+    chunk_index: int | None
+    claimed_at: datetime  # database clock, like enqueued_at
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A finished inference, ready to record."""
+
+    body: dict[str, Any]  # OpenAI chat.completion
+    request_id: str
+    backend: str
+    simulated: bool
+    input_tokens: int
+    output_tokens: int
+    queue_wait_ms: int
+    inference_ms: int
+    latency_ms: int
+    cost_usd: Decimal
+    baseline_usd: Decimal
+    input_usd_per_mtok: Decimal
+    output_usd_per_mtok: Decimal
+    gpu_seconds: float
+    provider: str
+    self_hosted: bool
+
+
+class Recorder:
+    def __init__(self, engine: Engine, worker_name: str) -> None:
+        self.engine = engine
+        self.worker_name = worker_name
+
+    def claim(self, job_id: uuid.UUID) -> Claim | None:
+        """Count this delivery and mark the job running; None when the job is already final (or unknown)."""
+        stmt = (update(Job).where(Job.id == job_id, Job.state.in_(("queued", "running")))
+                .values(state="running", attempts=Job.attempts + 1,
+                        started_at=func.coalesce(Job.started_at, func.now()))
+                .returning(Job.id, Job.batch_id, Job.custom_id, Job.model, Job.attempts, Job.request, Job.tenant,
+                           Job.contains_pii, Job.route_rule, Job.route_reason, Job.prompt_tokens_estimate,
+                           Job.enqueued_at, Job.parent_id, Job.chunk_index, func.now()))
+        with self.engine.begin() as conn:
+            row = conn.execute(stmt).first()
+        return Claim(*row) if row else None
+
+    def succeed(self, claim: Claim, out: Outcome) -> bool:
+        """Record the result, ledger entry and final state once. False if another delivery got there first."""
+        with self.engine.begin() as conn:
+            inserted = conn.execute(insert(Result).values(
+                job_id=claim.job_id, model=claim.model, backend=out.backend, status_code=200,
+                request_id=out.request_id, body=out.body, simulated=out.simulated, worker=self.worker_name,
+                attempt=claim.attempts).on_conflict_do_nothing(index_elements=[Result.job_id])
+                .returning(Result.job_id)).first()
+            if inserted is None:
+                return False
+            conn.execute(insert(LedgerEntry).values(
+                job_id=claim.job_id, batch_id=claim.batch_id, tenant=claim.tenant, model=claim.model,
+                provider=out.provider, self_hosted=out.self_hosted, simulated=out.simulated,
+                route_rule=claim.route_rule, input_tokens=out.input_tokens, output_tokens=out.output_tokens,
+                input_usd_per_mtok=out.input_usd_per_mtok, output_usd_per_mtok=out.output_usd_per_mtok,
+                gpu_seconds=out.gpu_seconds, cost_usd=out.cost_usd, baseline_usd=out.baseline_usd,
+                queue_wait_ms=out.queue_wait_ms, inference_ms=out.inference_ms, latency_ms=out.latency_ms,
+            ).on_conflict_do_nothing(index_elements=[LedgerEntry.job_id]))
+            conn.execute(update(Job).where(Job.id == claim.job_id)
+                         .values(state="succeeded", finished_at=func.now(), error_code=None, error_message=None))
+            Budgets.settle(conn, claim.job_id, out.cost_usd)
+        return True
+
+    def fail(self, claim: Claim, code: str, message: str, *, backend: str, dead: bool = False,
+             payload: dict[str, Any] | None = None) -> None:
+        """Final failure: a failed result (the error the user sees) and a dead-letter row, once."""
+        state = "dead" if dead else "failed"
+        with self.engine.begin() as conn:
+            conn.execute(insert(Result).values(
+                job_id=claim.job_id, model=claim.model, backend=backend, status_code=500, request_id="",
+                body=None, error_code=code, error_message=message[:4000], simulated=False,
+                worker=self.worker_name, attempt=claim.attempts,
+            ).on_conflict_do_nothing(index_elements=[Result.job_id]))
+            conn.execute(insert(DeadLetter).values(
+                job_id=claim.job_id, model=claim.model, reason_code=code, reason=message[:4000],
+                attempts=claim.attempts, payload=payload or {"job_id": str(claim.job_id)},
+            ).on_conflict_do_nothing(index_elements=[DeadLetter.job_id]))
+            conn.execute(update(Job).where(Job.id == claim.job_id, Job.state.in_(("queued", "running")))
+                         .values(state=state, finished_at=func.now(), error_code=code,
+                                 error_message=message[:4000]))
+
+    def requeue(self, job_id: uuid.UUID, *, model: str | None = None, rule: str | None = None,
+                reason: str | None = None) -> None:
+        """The job goes back to the queue (retry, engine death, reroute)."""
+        values: dict[str, Any] = {"state": "queued"}
+        if model is not None:
+            values.update(model=model, route_rule=rule, route_reason=reason)
+        with self.engine.begin() as conn:
+            conn.execute(update(Job).where(Job.id == job_id, Job.state.in_(("queued", "running")))
+                         .values(**values))
+
+    def state(self, job_id: uuid.UUID) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(Job.state).where(Job.id == job_id)).scalar_one_or_none()

@@ -1,0 +1,31 @@
+"""The Celery task: a thin transport layer over :class:`workers.executor.Executor`."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+from celery import Celery, Task
+from celery.exceptions import Reject
+
+from celeryconfig import RUN_JOB_TASK
+from workers.executor import Executor
+
+
+def register(app: Celery, executor: Callable[[], Executor], on_engine_dead: Callable[[str], None]) -> Task:
+    """Register ``switchyard.run_job`` on ``app``; ``executor()`` returns the process's warm executor."""
+
+    @app.task(name=RUN_JOB_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None,
+              ignore_result=True)
+    def run_job(self: Task, job_id: str) -> str:
+        action = executor().execute(uuid.UUID(job_id), self.request.retries)
+        if action.kind == "retry":
+            # Not autoretry_for: that ignores Retry-After. The countdown honours the provider's wait.
+            raise self.retry(countdown=action.countdown, max_retries=None)
+        if action.kind == "requeue":
+            on_engine_dead(action.detail)
+            # Back to the head of the queue now: another worker (or this one, restarted) runs it.
+            raise Reject(action.detail, requeue=True)
+        return action.kind
+
+    return run_job

@@ -1,0 +1,178 @@
+"""``switchyard worker MODEL``: a Celery worker holding one warm backend for one model's queue.
+
+Pool: Celery's *threads* pool in the worker's main process. One process per engine (vLLM must not be forked
+after CUDA is initialised, and prefork's daemonic children cannot start vLLM's own processes); the engine
+runs on its own event-loop thread (BackendRunner) and ``concurrency`` task threads keep that many requests in
+flight, so vLLM's continuous batching (or an API's concurrency) is fed from the queue. The engine is built
+before the worker starts consuming, in this process, never in ``worker_process_init`` (not sent by the threads
+pool, and killed after 4 s).
+
+If the engine dies, in-flight jobs are handed back to the queue, the worker shuts down and the process exits
+with status 3 so that its supervisor restarts it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from producer.publish import BulkPublisher, Outgoing
+from switchyard.budget import Budgets
+from switchyard.db import get_engine
+from switchyard.errors import ConfigError
+from switchyard.settings import Settings
+from workers.app import create_app
+from workers.engines.runner import BackendRunner
+from workers.executor import Executor
+from workers.recorder import Recorder
+from workers.tasks import register
+
+log = logging.getLogger("switchyard.worker")
+
+EXIT_ENGINE_DEAD = 3
+ENGINES_SELF_HOSTED = ("vllm", "vllm-remote", "simulated")
+
+
+@dataclass
+class WorkerOptions:
+    model: str
+    engine: str | None = None  # vllm | vllm-remote | simulated | api (default: by provider)
+    concurrency: int | None = None  # in-flight jobs; default from the catalog
+    hostname: str | None = None
+    loglevel: str = "INFO"
+    model_path: str | None = None  # overrides the catalog's engine.model_path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def build_backend(settings: Settings, opts: WorkerOptions) -> Any:
+    """The backend for this worker, from the catalog and the options. Imports lazily (vLLM is optional)."""
+    spec = settings.catalog.model(opts.model)
+    kind = opts.engine or ("vllm" if spec.self_hosted else "api")
+    if spec.self_hosted:
+        if kind == "simulated":
+            from workers.engines.simulated import SimulatedEngine
+
+            return SimulatedEngine(opts.model)
+        if kind == "vllm":
+            from workers.engines.vllm_local import InProcessVLLMBackend
+
+            args = spec.engine.model_dump()
+            if opts.model_path:
+                args["model_path"] = opts.model_path
+            if not args.get("model_path"):
+                raise ConfigError(f"models.{opts.model}.engine.model_path is not set (or pass --model-path); "
+                                  "use --engine simulated to run without a GPU")
+            return InProcessVLLMBackend(served_model=opts.model, **args)
+        if kind == "vllm-remote":
+            from workers.engines.vllm_remote import RemoteVLLMBackend
+
+            if not spec.engine.base_urls:
+                raise ConfigError(f"models.{opts.model}.engine.base_urls is empty")
+            return RemoteVLLMBackend(spec.engine.served_model_name or spec.provider_model, spec.engine.base_urls,
+                                     timeout_s=spec.timeout_s)
+        raise ConfigError(f"engine {kind!r} cannot serve self-hosted {opts.model}; use one of "
+                          f"{', '.join(ENGINES_SELF_HOSTED)}")
+    if kind != "api":
+        raise ConfigError(f"{opts.model} is a commercial model: its worker uses the provider API")
+    if spec.provider == "openai":
+        from workers.providers.openai_api import OpenAIBackend
+
+        return OpenAIBackend(spec.provider_model, api_key=settings.openai_api_key,
+                             base_url=settings.openai_base_url, timeout_s=spec.timeout_s)
+    from workers.providers.anthropic_api import AnthropicBackend
+
+    return AnthropicBackend(spec.provider_model, api_key=settings.anthropic_api_key,
+                            base_url=settings.anthropic_base_url, timeout_s=spec.timeout_s)
+
+
+class WorkerProcess:
+    """Everything one worker process holds: the warm backend, the executor, the Celery worker."""
+
+    def __init__(self, settings: Settings, opts: WorkerOptions) -> None:
+        broker_url, database_url = settings.require_urls()
+        self.settings = settings
+        self.opts = opts
+        self.spec = settings.catalog.model(opts.model)
+        self.concurrency = opts.concurrency or self.spec.concurrency
+        self.name = opts.hostname or f"{opts.model}-{os.getpid()}@{socket.gethostname()}"
+        self.redis = redis.Redis.from_url(broker_url)
+        self.engine = get_engine(database_url, pool_size=min(self.concurrency, 20))
+        self.backend = build_backend(settings, opts)
+        self.runner = BackendRunner(self.backend)
+        self.dead_reason: str | None = None
+        self._dead_once = threading.Lock()
+        self.app = create_app(settings)
+        self.executor: Executor | None = None
+        register(self.app, self._executor, self._on_engine_dead)
+
+    def _executor(self) -> Executor:
+        assert self.executor is not None, "worker not started"
+        return self.executor
+
+    def _republish(self, job_id: uuid.UUID, model: str, priority: int) -> None:
+        BulkPublisher(self.redis).publish([Outgoing(str(job_id), self.settings.catalog.model(model).queue,
+                                                    priority)])
+
+    def _build_executor(self) -> Executor:
+        limiter = circuit = budgets = pii_scan = None
+        if not self.spec.self_hosted:
+            from producer.pii import scan
+            from workers.circuit import CircuitBreaker
+            from workers.ratelimit import GlobalRateLimiter
+
+            pii_scan = scan
+            if self.spec.rpm and self.spec.tpm:
+                limiter = GlobalRateLimiter(self.redis, self.opts.model, self.spec.rpm, self.spec.tpm)
+            circuit = CircuitBreaker(self.redis, self.spec.provider)
+            budgets = Budgets(self.settings.catalog.budgets, self.engine)
+        return Executor(
+            catalog=self.settings.catalog, model=self.opts.model, backend_kind=getattr(self.backend, "kind", "?"),
+            runner=self.runner, recorder=Recorder(self.engine, self.name), republish=self._republish,
+            budgets=budgets, limiter=limiter, circuit=circuit, pii_scan=pii_scan,
+        )
+
+    def _on_engine_dead(self, reason: str) -> None:
+        if not self._dead_once.acquire(blocking=False):
+            return
+        self.dead_reason = reason
+        log.error("engine dead (%s): handing jobs back to the queue and exiting for a restart", reason)
+
+        def stop() -> None:
+            time.sleep(0.5)  # let the other in-flight tasks reject their messages too
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=stop, name="engine-dead-shutdown", daemon=True).start()
+
+    def run(self) -> int:
+        """Load the engine, consume until shut down; the process exit status."""
+        started = time.monotonic()
+        load_s = self.runner.start(timeout=max(600.0, self.spec.timeout_s))
+        self.executor = self._build_executor()
+        log.info("worker ready: model=%s queue=%s engine=%s simulated=%s load_s=%.2f concurrency=%s",
+                 self.opts.model, self.spec.queue, getattr(self.backend, "kind", "?"),
+                 getattr(self.backend, "simulated", False), load_s, self.concurrency)
+        if getattr(self.backend, "simulated", False):
+            log.warning("SIMULATED engine for %s: results are marked simulated, no real model runs",
+                        self.opts.model)
+        worker = self.app.Worker(
+            hostname=self.name, pool_cls="threads", concurrency=self.concurrency, queues=[self.spec.queue],
+            loglevel=self.opts.loglevel, without_mingle=True, without_gossip=True, optimization="fair",
+            task_events=True,
+        )
+        try:
+            worker.start()
+        finally:
+            self.runner.stop(timeout=30)
+            log.info("worker %s stopped after %.1fs", self.name, time.monotonic() - started)
+        if self.dead_reason is not None:
+            return EXIT_ENGINE_DEAD
+        return int(worker.exitcode or 0)
