@@ -78,7 +78,7 @@ class Client:
         found = store.find_batch(self.engine, batch)
         if found is None:
             raise BatchNotFound(f"no batch named {batch!r}")
-        return found.id
+        return found
 
     def status(self, batch: str) -> dict[str, Any]:
         return results_mod.batch_counts(self.engine, self._batch_id(batch))

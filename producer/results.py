@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
 
 from schemas.tables import FINAL_STATES, Job, LedgerEntry, Result
 
@@ -68,12 +69,12 @@ def iter_results(engine: Engine, batch_id: uuid.UUID) -> Iterator[dict[str, Any]
     """Every top-level job of the batch in input order, streamed (server-side cursor)."""
     stmt = (_query().where(Job.batch_id == batch_id, Job.parent_id.is_(None)).order_by(Job.seq, Job.custom_id)
             .execution_options(yield_per=2000))
-    with engine.connect() as conn:
-        for job, result, ledger in conn.execute(stmt):
+    with Session(engine) as session:
+        for job, result, ledger in session.execute(stmt):
             yield _line(job, result, ledger)
 
 
 def job_line(engine: Engine, job_id: uuid.UUID) -> dict[str, Any] | None:
-    with engine.connect() as conn:
-        row = conn.execute(_query().where(Job.id == job_id)).first()
-    return _line(*row) if row else None
+    with Session(engine) as session:
+        row = session.execute(_query().where(Job.id == job_id)).first()
+        return _line(*row) if row else None

@@ -22,16 +22,17 @@ def ensure_batch(engine: Engine, name: str, source: str | None = None) -> uuid.U
         return conn.execute(select(Batch.id).where(Batch.name == name)).scalar_one()
 
 
-def find_batch(engine: Engine, name_or_id: str) -> Batch | None:
+def find_batch(engine: Engine, name_or_id: str) -> uuid.UUID | None:
+    """The id of the batch with this name (or id)."""
     with engine.connect() as conn:
-        row = conn.execute(select(Batch).where(Batch.name == name_or_id)).first()
-        if row is None:
+        found = conn.execute(select(Batch.id).where(Batch.name == name_or_id)).scalar_one_or_none()
+        if found is None:
             try:
                 as_uuid = uuid.UUID(name_or_id)
             except ValueError:
                 return None
-            row = conn.execute(select(Batch).where(Batch.id == as_uuid)).first()
-        return row[0] if row else None
+            found = conn.execute(select(Batch.id).where(Batch.id == as_uuid)).scalar_one_or_none()
+        return found
 
 
 def resolved_max_tokens(job: InferenceJob, decision: RouteDecision, catalog: Catalog) -> int:

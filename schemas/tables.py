@@ -100,7 +100,8 @@ class Job(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _now()
     enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # first delivery
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # latest delivery
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 

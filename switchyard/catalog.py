@@ -60,6 +60,9 @@ class ModelSpec(_Strict):
     max_attempts: int = Field(5, ge=1, le=50)  # deliveries/retries before the job is dead-lettered
     fallback: list[str] = []  # models to use when this one's circuit is open or its queue overflows
     on_circuit_open: Literal["fallback", "wait"] = "fallback"  # provider down: reroute, or retry later
+    circuit_failures: int = Field(5, ge=1)  # provider failures (5xx, timeouts) within the window that open it
+    circuit_window_s: float = Field(30.0, gt=0)
+    circuit_cooldown_s: float = Field(30.0, gt=0)  # open this long before one probe is let through
     engine: EngineArgs = EngineArgs()
 
     @property
@@ -110,6 +113,8 @@ class Catalog(_Strict):
     slo: SLOSpec = SLOSpec()
     nightly: NightlySpec = NightlySpec()
     visibility_timeout_s: int = Field(7200, ge=5)  # Redis redelivery timeout; > the longest job
+    orphan_grace_s: float = Field(600.0, gt=0)  # a job queued/running this long with no message is republished
+    reaper_interval_s: float = Field(60.0, gt=0)  # how often one worker looks for such jobs
     baseline_model: str = "gpt-4-turbo"  # reports price every job on this model: the all-commercial baseline
 
     @model_validator(mode="after")
@@ -129,9 +134,10 @@ class Catalog(_Strict):
             for fb in spec.fallback:
                 if fb not in names:
                     raise ValueError(f"models.{name}.fallback: unknown model {fb!r}")
-        longest = max(m.timeout_s * m.max_attempts for m in self.models.values())
-        if self.visibility_timeout_s <= max(m.timeout_s for m in self.models.values()):
-            raise ValueError(f"visibility_timeout_s must exceed every model's timeout_s (longest {longest})")
+        slowest = max(self.models, key=lambda n: self.models[n].timeout_s)
+        if self.visibility_timeout_s <= self.models[slowest].timeout_s:
+            raise ValueError(f"visibility_timeout_s ({self.visibility_timeout_s}) must exceed every model's "
+                             f"timeout_s (models.{slowest}.timeout_s = {self.models[slowest].timeout_s})")
         return self
 
     def model(self, name: str) -> ModelSpec:

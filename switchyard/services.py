@@ -77,6 +77,22 @@ def start_embedded_redis(data_dir: Path, *, persistent: bool = True) -> str:
     return f"redis://127.0.0.1:{port}/0"
 
 
+def embedded_redis_running(data_dir: Path) -> bool:
+    port_file = data_dir / "port"
+    return port_file.exists() and _redis_ping(int(port_file.read_text().strip() or 0))
+
+
+def embedded_postgres_running(data_dir: Path) -> bool:
+    pid_file = data_dir / "postmaster.pid"
+    if not pid_file.exists():
+        return False
+    try:
+        os.kill(int(pid_file.read_text().split()[0]), 0)
+        return True
+    except (ValueError, ProcessLookupError, PermissionError):
+        return False
+
+
 def stop_embedded_redis(data_dir: Path) -> None:
     pid_file = data_dir / "redis.pid"
     if pid_file.exists():

@@ -27,7 +27,6 @@ from switchyard.errors import (
     JobAttemptsExhausted,
     PIIPolicyViolation,
     ProviderRateLimited,
-    ProviderRetryableError,
     RetryableError,
     SwitchyardError,
 )
@@ -69,12 +68,15 @@ class Executor:
         self.circuit = circuit
         self.pii_scan = pii_scan
         self.on_attempt = on_attempt
+        # A running job is presumed lost after its longest possible run: the call's timeout (twice for an API
+        # call that may wait for the rate limiter first), plus a margin.
+        self.lease_s = self.spec.timeout_s * (3 if not self.spec.self_hosted else 1) + 30
 
     # ------------------------------------------------------------------------------------------------
     def execute(self, job_id: uuid.UUID, retries: int = 0) -> Action:
-        claim = self.recorder.claim(job_id)
+        claim = self.recorder.claim(job_id, lease_s=self.lease_s)
         if claim is None:
-            return Action("skip", detail="already final")  # a redelivery of a finished job
+            return Action("skip", detail="final or owned")  # a redelivery of a finished or running job
         if claim.model != self.model:
             # Rerouted since this message was published; the job's current queue has its own message.
             self.recorder.requeue(job_id)
@@ -141,25 +143,18 @@ class Executor:
         started = time.monotonic()
         try:
             result = self.runner.generate(request, timeout=self.spec.timeout_s)
-        except ProviderRateLimited as exc:
+        except SwitchyardError as exc:
             if self.limiter is not None:
-                self.limiter.release(reservation)
-                self.limiter.penalize(exc.retry_after or 1.0)
-            raise
-        except ProviderRetryableError:
-            if self.limiter is not None:
-                self.limiter.release(reservation)
+                self.limiter.release(reservation)  # never sent, or refused: it does not count
+                if isinstance(exc, ProviderRateLimited):
+                    self.limiter.penalize(exc.retry_after or 1.0)  # slow every process down
             if self.circuit is not None:
-                self.circuit.record_failure()
-            raise
-        except SwitchyardError:
-            if self.limiter is not None:
-                self.limiter.release(reservation)
+                self.circuit.record(exc)  # only 5xx, timeouts and connection errors count
             raise
         if self.limiter is not None:
             self.limiter.settle(reservation, result.prompt_tokens + result.completion_tokens)
         if self.circuit is not None:
-            self.circuit.record_success()
+            self.circuit.record(None)
         self.recorder.succeed(claim, self._outcome(claim, result, time.monotonic() - started))
         return Action("done")
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from schemas.tables import DeadLetter, Job, LedgerEntry, Result
@@ -69,10 +69,16 @@ class Recorder:
         self.engine = engine
         self.worker_name = worker_name
 
-    def claim(self, job_id: uuid.UUID) -> Claim | None:
-        """Count this delivery and mark the job running; None when the job is already final (or unknown)."""
-        stmt = (update(Job).where(Job.id == job_id, Job.state.in_(("queued", "running")))
-                .values(state="running", attempts=Job.attempts + 1,
+    def claim(self, job_id: uuid.UUID, lease_s: float) -> Claim | None:
+        """Count this delivery and mark the job running; None when another delivery owns it or it is final.
+
+        A job already running is taken over only when its lease (the model's timeout, with a margin) has
+        passed: its worker died. A duplicate message for a job that is running fine is skipped.
+        """
+        stale = func.now() - timedelta(seconds=lease_s)
+        stmt = (update(Job).where(Job.id == job_id, or_(Job.state == "queued",
+                                                         and_(Job.state == "running", Job.claimed_at < stale)))
+                .values(state="running", attempts=Job.attempts + 1, claimed_at=func.now(),
                         started_at=func.coalesce(Job.started_at, func.now()))
                 .returning(Job.id, Job.batch_id, Job.custom_id, Job.model, Job.attempts, Job.request, Job.tenant,
                            Job.contains_pii, Job.route_rule, Job.route_reason, Job.prompt_tokens_estimate,

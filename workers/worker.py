@@ -59,9 +59,10 @@ def build_backend(settings: Settings, opts: WorkerOptions) -> Any:
     kind = opts.engine or ("vllm" if spec.self_hosted else "api")
     if spec.self_hosted:
         if kind == "simulated":
-            from workers.engines.simulated import SimulatedEngine
+            from workers.engines.simulated import SimulatedEngine, preset
 
-            return SimulatedEngine(opts.model)
+            return SimulatedEngine(preset(opts.model, max_num_seqs=spec.engine.max_num_seqs,
+                                          max_model_len=spec.engine.max_model_len))
         if kind == "vllm":
             from workers.engines.vllm_local import InProcessVLLMBackend
 
@@ -132,7 +133,8 @@ class WorkerProcess:
             pii_scan = scan
             if self.spec.rpm and self.spec.tpm:
                 limiter = GlobalRateLimiter(self.redis, self.opts.model, self.spec.rpm, self.spec.tpm)
-            circuit = CircuitBreaker(self.redis, self.spec.provider)
+            circuit = CircuitBreaker(self.redis, self.spec.provider, failure_threshold=self.spec.circuit_failures,
+                                     window_s=self.spec.circuit_window_s, cooldown_s=self.spec.circuit_cooldown_s)
             budgets = Budgets(self.settings.catalog.budgets, self.engine)
         return Executor(
             catalog=self.settings.catalog, model=self.opts.model, backend_kind=getattr(self.backend, "kind", "?"),
@@ -155,7 +157,11 @@ class WorkerProcess:
     def run(self) -> int:
         """Load the engine, consume until shut down; the process exit status."""
         started = time.monotonic()
-        load_s = self.runner.start(timeout=max(600.0, self.spec.timeout_s))
+        load_s = 0.0
+        if hasattr(self.backend, "load"):
+            # vLLM (0.8.0-0.8.1) builds its engine only on the main thread: load it here, serve it there.
+            load_s = self.backend.load()
+        load_s += self.runner.start(timeout=max(600.0, self.spec.timeout_s))
         self.executor = self._build_executor()
         log.info("worker ready: model=%s queue=%s engine=%s simulated=%s load_s=%.2f concurrency=%s",
                  self.opts.model, self.spec.queue, getattr(self.backend, "kind", "?"),
@@ -163,14 +169,25 @@ class WorkerProcess:
         if getattr(self.backend, "simulated", False):
             log.warning("SIMULATED engine for %s: results are marked simulated, no real model runs",
                         self.opts.model)
+        from celery.signals import worker_ready
+
+        def announce(**_: Any) -> None:
+            log.info("worker consuming: model=%s queue=%s node=%s", self.opts.model, self.spec.queue, self.name)
+
+        worker_ready.connect(announce, weak=False)
         worker = self.app.Worker(
             hostname=self.name, pool_cls="threads", concurrency=self.concurrency, queues=[self.spec.queue],
             loglevel=self.opts.loglevel, without_mingle=True, without_gossip=True, optimization="fair",
             task_events=True,
         )
+        from workers.reaper import Reaper
+
+        reaper = Reaper(self.engine, self.redis, self.settings.catalog)
+        reaper.start()
         try:
             worker.start()
         finally:
+            reaper.stop()
             self.runner.stop(timeout=30)
             log.info("worker %s stopped after %.1fs", self.name, time.monotonic() - started)
         if self.dead_reason is not None:

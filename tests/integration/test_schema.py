@@ -47,11 +47,11 @@ def test_second_write_of_result_and_ledger_changes_nothing(db: str) -> None:
                       output_tokens=7, queue_wait_ms=1, inference_ms=2, latency_ms=3, cost_usd=Decimal("0.001"),
                       baseline_usd=Decimal("0.01"), input_usd_per_mtok=Decimal(1), output_usd_per_mtok=Decimal(2),
                       gpu_seconds=0.1, provider="vllm", self_hosted=True)
-    first = rec.claim(job_id)
+    first = rec.claim(job_id, lease_s=60)
     assert first is not None and first.attempts == 1
     assert rec.succeed(first, outcome) is True
     # A redelivered message: the claim finds the job final, and a forced second write is refused.
-    assert rec.claim(job_id) is None
+    assert rec.claim(job_id, lease_s=60) is None
     assert rec.succeed(first, outcome) is False
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Result)).scalar() == 1
