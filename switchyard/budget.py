@@ -54,8 +54,9 @@ class Budgets:
             return None
         month = current_month()
         with self.engine.begin() as conn:
-            existing = conn.execute(select(BudgetReservation).where(BudgetReservation.job_id == job_id)
-                                    .with_for_update()).scalar_one_or_none()
+            existing = conn.execute(select(BudgetReservation.state, BudgetReservation.amount_usd,
+                                           BudgetReservation.scopes)
+                                    .where(BudgetReservation.job_id == job_id).with_for_update()).first()
             if existing is not None and existing.state == "reserved":
                 return Hold(job_id, existing.amount_usd, tuple(existing.scopes))  # a retry keeps its hold
             for scope, limit in limits.items():
@@ -63,9 +64,10 @@ class Budgets:
                                                          reserved_usd=0, spent_usd=0)
                              .on_conflict_do_nothing(constraint="uq_budget_periods_scope_month"))
             # Lock in a fixed order so that two reservations never deadlock.
-            rows = conn.execute(select(BudgetPeriod).where(BudgetPeriod.month == month,
-                                                           BudgetPeriod.scope.in_(sorted(limits)))
-                                .order_by(BudgetPeriod.scope).with_for_update()).scalars().all()
+            rows = conn.execute(select(BudgetPeriod.id, BudgetPeriod.scope, BudgetPeriod.spent_usd,
+                                       BudgetPeriod.reserved_usd)
+                                .where(BudgetPeriod.month == month, BudgetPeriod.scope.in_(sorted(limits)))
+                                .order_by(BudgetPeriod.scope).with_for_update()).all()
             for row in rows:
                 limit = limits[row.scope]  # the configured limit wins over the stored one
                 if row.spent_usd + row.reserved_usd + amount > limit:
@@ -95,9 +97,9 @@ class Budgets:
 
 
 def _close(conn: Connection, job_id: uuid.UUID, actual: Decimal, state: str) -> None:
-    hold = conn.execute(select(BudgetReservation).where(BudgetReservation.job_id == job_id,
-                                                        BudgetReservation.state == "reserved")
-                        .with_for_update()).scalar_one_or_none()
+    hold = conn.execute(select(BudgetReservation.scopes, BudgetReservation.month, BudgetReservation.amount_usd)
+                        .where(BudgetReservation.job_id == job_id, BudgetReservation.state == "reserved")
+                        .with_for_update()).first()
     if hold is None:
         return
     for scope in sorted(hold.scopes):

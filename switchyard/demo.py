@@ -164,17 +164,19 @@ class Demo:
                 time.sleep(0.25)
 
     def finish(self, client: Client, settings: Settings) -> None:
-        from switchyard.report import build_report
-        from switchyard.report_render import print_report, write_png
+        from switchyard.db import get_engine
+        from switchyard.report import build_report, latency_sample
+        from switchyard.report_render import render_text, write_png
 
         results = self.out / "results.jsonl"
         with results.open("w", encoding="utf-8") as fh:
             for line in client.results(self.batch):
                 fh.write(json.dumps(line, separators=(",", ":"), default=str) + "\n")
-        report = build_report(settings, batch=self.batch)
-        print_report(report, self.console)
+        engine = get_engine(settings.database_url or "")
+        report = build_report(engine, settings.catalog, batch=self.batch)
+        render_text(report, self.console)
         png = self.out / "report.png"
-        write_png(report, settings, png, batch=self.batch)
+        write_png(report, latency_sample(engine, report), png)
         (self.out / "report.json").write_text(report.model_dump_json(indent=2))
         self.console.print(f"results: {results}\nreport:  {png}")
 
