@@ -29,8 +29,31 @@ from switchyard import services  # noqa: E402
 from switchyard.db import upgrade  # noqa: E402
 from switchyard.settings import Settings  # noqa: E402
 
-WORDS = ("report invoice quarterly customer shipment analysis forecast revenue policy summary section table "
-         "contract delivery schedule warehouse region growth budget review meeting notes draft").split()
+WORDS = [
+    "report",
+    "invoice",
+    "quarterly",
+    "customer",
+    "shipment",
+    "analysis",
+    "forecast",
+    "revenue",
+    "policy",
+    "summary",
+    "section",
+    "table",
+    "contract",
+    "delivery",
+    "schedule",
+    "warehouse",
+    "region",
+    "growth",
+    "budget",
+    "review",
+    "meeting",
+    "notes",
+    "draft",
+]
 
 
 def make_jobs(n: int, seed: int = 7) -> list[dict[str, object]]:
@@ -100,8 +123,10 @@ def main() -> int:
         submit_rate = args.jobs / submit_s
         loop_rate = n / loop_s
         print(f"jobs: {args.jobs} short-form, ~{kb:.2f} KB each")
-        print(f"submit_many (validate + classify + Postgres + pipelined publish): {submit_rate:,.0f} jobs/s "
-              f"({submit_s:.1f}s)")
+        print(
+            f"submit_many (validate + classify + Postgres + pipelined publish): {submit_rate:,.0f} jobs/s "
+            f"({submit_s:.1f}s)"
+        )
         print(f"apply_async loop            (publish only, {n} jobs):             {loop_rate:,.0f} jobs/s")
         print(f"ratio: {submit_rate / loop_rate:.1f}x")
     finally:

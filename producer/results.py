@@ -28,7 +28,17 @@ def batch_counts(engine: Engine, batch_id: uuid.UUID) -> dict[str, Any]:
     return {"total": total, "done": done, "states": states, "models": models}
 
 
-def _line(job: Job, result: Result | None, ledger: LedgerEntry | None) -> dict[str, Any]:
+def _parts_totals() -> Any:
+    """Per split document: the sums over its parts' ledger entries (the parent has no entry of its own)."""
+    return (select(Job.parent_id.label("pid"), func.sum(LedgerEntry.cost_usd).label("cost"),
+                   func.sum(LedgerEntry.input_tokens).label("input"),
+                   func.sum(LedgerEntry.output_tokens).label("output"),
+                   func.bool_or(LedgerEntry.simulated).label("simulated"))
+            .join(LedgerEntry, LedgerEntry.job_id == Job.id).where(Job.parent_id.is_not(None))
+            .group_by(Job.parent_id).subquery())
+
+
+def _line(job: Job, result: Result | None, ledger: LedgerEntry | None, parts: Any = None) -> dict[str, Any]:
     ok = job.state == "succeeded" and result is not None and result.body is not None
     error = None
     if not ok:
@@ -51,6 +61,10 @@ def _line(job: Job, result: Result | None, ledger: LedgerEntry | None) -> dict[s
     }
     if job.chunk_count:
         info["chunks"] = job.chunk_count
+        if parts is not None and parts[0] is not None:
+            info.update(cost_usd=float(parts[0]), prompt_tokens=int(parts[1]), completion_tokens=int(parts[2]))
+        if job.finished_at and job.enqueued_at:
+            info["latency_ms"] = int((job.finished_at - job.enqueued_at).total_seconds() * 1000)
     return {
         "id": str(job.id), "custom_id": job.custom_id,
         "response": {"status_code": result.status_code, "request_id": result.request_id, "body": result.body}
@@ -60,9 +74,11 @@ def _line(job: Job, result: Result | None, ledger: LedgerEntry | None) -> dict[s
 
 
 def _query():  # type: ignore[no-untyped-def]
-    return (select(Job, Result, LedgerEntry)
+    parts = _parts_totals()
+    return (select(Job, Result, LedgerEntry, parts.c.cost, parts.c.input, parts.c.output)
             .outerjoin(Result, Result.job_id == Job.id)
-            .outerjoin(LedgerEntry, LedgerEntry.job_id == Job.id))
+            .outerjoin(LedgerEntry, LedgerEntry.job_id == Job.id)
+            .outerjoin(parts, parts.c.pid == Job.id))
 
 
 def iter_results(engine: Engine, batch_id: uuid.UUID) -> Iterator[dict[str, Any]]:
@@ -70,11 +86,11 @@ def iter_results(engine: Engine, batch_id: uuid.UUID) -> Iterator[dict[str, Any]
     stmt = (_query().where(Job.batch_id == batch_id, Job.parent_id.is_(None)).order_by(Job.seq, Job.custom_id)
             .execution_options(yield_per=2000))
     with Session(engine) as session:
-        for job, result, ledger in session.execute(stmt):
-            yield _line(job, result, ledger)
+        for job, result, ledger, *parts in session.execute(stmt):
+            yield _line(job, result, ledger, parts)
 
 
 def job_line(engine: Engine, job_id: uuid.UUID) -> dict[str, Any] | None:
     with Session(engine) as session:
         row = session.execute(_query().where(Job.id == job_id)).first()
-        return _line(*row) if row else None
+        return _line(row[0], row[1], row[2], row[3:]) if row else None

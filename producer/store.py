@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -12,6 +12,9 @@ from sqlalchemy.dialects.postgresql import insert
 from schemas.jobs import InferenceJob
 from schemas.routing import RouteDecision
 from schemas.tables import Batch, Job
+
+if TYPE_CHECKING:
+    from producer.chunking import SplitPlan
 from switchyard.catalog import Catalog
 
 
@@ -61,7 +64,28 @@ def job_row(batch_id: uuid.UUID, seq: int, job: InferenceJob, d: RouteDecision,
         "complexity": d.complexity, "expected_output_tokens": d.expected_output_tokens,
         "prompt_tokens_estimate": d.prompt_tokens, "priority": job.priority, "tenant": job.tenant,
         "request": request, "job_metadata": job.metadata, "attempts": 0,
+        "parent_id": None, "chunk_index": None, "chunk_count": None,
     }
+
+
+def part_rows(parent: dict[str, Any], plan: SplitPlan) -> list[dict[str, Any]]:
+    """The map parts of a split document, as job rows under ``parent``."""
+    from producer.chunking import map_messages
+    from switchyard.tokens import estimate_messages_tokens
+
+    rows = []
+    for index in range(len(plan.parts)):
+        messages = map_messages(plan, index)
+        row = dict(parent)
+        row.update(
+            id=uuid.uuid4(), custom_id=f"{parent['custom_id']}#part{index + 1}", state="queued",
+            parent_id=parent["id"], chunk_index=index, chunk_count=None, job_metadata=None,
+            request={"messages": messages, "max_tokens": plan.map_max_tokens},
+            prompt_tokens_estimate=estimate_messages_tokens(messages),
+            route_reason=f"{parent['route_reason']}; part {index + 1} of {len(plan.parts)}",
+        )
+        rows.append(row)
+    return rows
 
 
 def insert_jobs(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[tuple[uuid.UUID, str, int]]:

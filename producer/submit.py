@@ -13,14 +13,17 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
+from typing import Any
 
 import redis
 from sqlalchemy import Engine
 
 from producer import store
+from producer.chunking import SplitPlan, plan_split
 from producer.publish import BulkPublisher, Outgoing
 from producer.router import Router
 from schemas.jobs import InferenceJob
+from schemas.routing import RouteDecision
 from switchyard.catalog import Catalog
 
 log = logging.getLogger(__name__)
@@ -57,6 +60,18 @@ class Submitter:
         with self.engine.begin() as conn:
             store.mark_enqueued(conn, [r[0] for r in rows])
 
+    def _split_plan(self, row: dict[str, Any], decision: RouteDecision) -> SplitPlan | None:
+        """A plan of parts when the prompt exceeds the routed model's context and the job allows splitting."""
+        spec = self.catalog.model(decision.model)
+        request = row["request"]
+        if not request.get("split", True):
+            return None  # the worker refuses it with context_length_exceeded, as the user asked
+        need = decision.prompt_tokens + min(int(request["max_tokens"]), spec.max_output_tokens)
+        if need <= spec.context_window:
+            return None
+        plan = plan_split(request["messages"], spec.context_window, int(request["max_tokens"]))
+        return plan if len(plan.parts) > 1 else None
+
     def submit(self, jobs: Iterable[tuple[int, InferenceJob]], batch: str, source: str | None = None,
                progress: Callable[[int], None] | None = None) -> SubmitReport:
         batch_id = store.ensure_batch(self.engine, batch, source)
@@ -68,12 +83,26 @@ class Submitter:
             self._publish(leftovers)
             report.republished = len(leftovers)
         for chunk in _chunks(jobs, self.chunk):
-            rows = [store.job_row(batch_id, seq, job, self.router.route(job), self.catalog)
-                    for seq, job in chunk]
+            rows: list[dict[str, Any]] = []
+            splits: dict[uuid.UUID, SplitPlan] = {}
+            for seq, job in chunk:
+                decision = self.router.route(job)
+                row = store.job_row(batch_id, seq, job, decision, self.catalog)
+                plan = self._split_plan(row, decision)
+                if plan is not None:
+                    # The parent never runs itself: its parts do, then a combining job.
+                    row.update(state="running", chunk_count=len(plan.parts))
+                    row["request"]["task_head"] = plan.task
+                    splits[row["id"]] = plan
+                rows.append(row)
             with self.engine.begin() as conn:
                 inserted = store.insert_jobs(conn, rows)
                 store.add_batch_total(conn, batch_id, len(inserted))
-            self._publish(inserted)
+                parts = [part for r in rows if r["id"] in splits and any(i[0] == r["id"] for i in inserted)
+                         for part in store.part_rows(r, splits[r["id"]])]
+                inserted_parts = store.insert_jobs(conn, parts)
+                store.mark_enqueued(conn, list(splits))
+            self._publish([i for i in inserted if i[0] not in splits] + inserted_parts)
             report.submitted += len(inserted)
             report.skipped += len(rows) - len(inserted)
             if progress is not None:

@@ -104,6 +104,7 @@ class NightlySpec(_Strict):
     watch: str = ""  # glob, e.g. "/data/inbox/*.jsonl"
     at: str = "02:00"  # HH:MM, local time of the beat process
     poll_s: float = Field(0, ge=0)  # >0: also look every poll_s seconds (tests, near-real-time sites)
+    settle_s: float = Field(5.0, ge=0)  # a file modified this recently may still be being written: wait
 
 
 class Catalog(_Strict):

@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from switchyard.errors import ConfigError, InputError, SwitchyardError
 from switchyard.settings import Settings

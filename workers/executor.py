@@ -12,7 +12,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, Literal, Protocol
 
 from switchyard import costing
@@ -55,7 +54,7 @@ class Executor:
     def __init__(self, *, catalog: Catalog, model: str, backend_kind: str, runner: Runner, recorder: Recorder,
                  republish: Republish, budgets: Budgets | None = None, limiter: Any = None,
                  circuit: Any = None, pii_scan: Callable[[str], Any] | None = None,
-                 on_attempt: Callable[[Claim], None] | None = None) -> None:
+                 on_attempt: Callable[[Claim], None] | None = None, mapreduce: Any = None) -> None:
         self.catalog = catalog
         self.model = model
         self.spec = catalog.model(model)
@@ -68,6 +67,7 @@ class Executor:
         self.circuit = circuit
         self.pii_scan = pii_scan
         self.on_attempt = on_attempt
+        self.mapreduce = mapreduce  # workers.mapreduce.MapReduce: parts of split documents
         # A running job is presumed lost after its longest possible run: the call's timeout (twice for an API
         # call that may wait for the rate limiter first), plus a margin.
         self.lease_s = self.spec.timeout_s * (3 if not self.spec.self_hosted else 1) + 30
@@ -156,6 +156,8 @@ class Executor:
         if self.circuit is not None:
             self.circuit.record(None)
         self.recorder.succeed(claim, self._outcome(claim, result, time.monotonic() - started))
+        if claim.parent_id is not None and self.mapreduce is not None:
+            self.mapreduce.part_succeeded(claim)
         return Action("done")
 
     def _guard_pii(self, claim: Claim) -> None:
@@ -210,6 +212,8 @@ class Executor:
         self.recorder.fail(claim, exc.code, f"{exc}{note}", backend=self.backend_kind, dead=dead,
                            payload={"job_id": str(claim.job_id), "model": self.model,
                                     "attempts": claim.attempts})
+        if claim.parent_id is not None and self.mapreduce is not None:
+            self.mapreduce.part_failed(claim, exc.code, f"{exc}{note}")
 
     def _outcome(self, claim: Claim, r: GenerationResult, elapsed_s: float) -> Outcome:
         cost = costing.job_cost(self.catalog, self.model, r.prompt_tokens, r.completion_tokens)

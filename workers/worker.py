@@ -33,6 +33,7 @@ from switchyard.settings import Settings
 from workers.app import create_app
 from workers.engines.runner import BackendRunner
 from workers.executor import Executor
+from workers.mapreduce import MapReduce
 from workers.recorder import Recorder
 from workers.tasks import register
 
@@ -140,6 +141,7 @@ class WorkerProcess:
             catalog=self.settings.catalog, model=self.opts.model, backend_kind=getattr(self.backend, "kind", "?"),
             runner=self.runner, recorder=Recorder(self.engine, self.name), republish=self._republish,
             budgets=budgets, limiter=limiter, circuit=circuit, pii_scan=pii_scan,
+            mapreduce=MapReduce(self.engine, self.settings.catalog, self._republish, self.name),
         )
 
     def _on_engine_dead(self, reason: str) -> None:

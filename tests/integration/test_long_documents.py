@@ -1,0 +1,69 @@
+"""A document longer than its model's context runs as parts, then a combining job: one result, cost summed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from producer.client import Client
+from schemas.tables import Job, LedgerEntry
+from switchyard.db import get_engine
+from switchyard.settings import Settings
+from tests.workerproc import WorkerHandle, start_worker, worker_env
+
+PARAGRAPH = ("The tenant shall keep the premises in good repair and shall not make alterations without the "
+             "written consent of the landlord, which shall not be unreasonably withheld. ")
+# A contract with a named person: PII keeps it on llama-3-70b (8,192 tokens), so it must be split.
+CONTRACT = "Summarise this tenancy agreement for Maria Gonzalez, tenant, DOB 1984-03-02.\n\n" + "\n\n".join(
+    f"Clause {i}. " + PARAGRAPH * 6 for i in range(60))
+
+
+@pytest.fixture
+def client(db: str, clean_redis: str) -> Iterator[Client]:
+    c = Client(broker_url=clean_redis, database_url=db, settings=Settings.from_env({}))
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def llama(db: str, clean_redis: str, tmp_path: Path) -> Iterator[WorkerHandle]:
+    handle = start_worker("llama-3-70b", worker_env(clean_redis, db, SWITCHYARD_SIM_TIME_SCALE="0.05"), tmp_path)
+    yield handle
+    handle.stop()
+
+
+def test_long_document_is_split_run_and_combined(client: Client, llama: WorkerHandle, db: str) -> None:
+    decision = client.classify({"custom_id": "c", "prompt": CONTRACT})
+    assert decision.model == "llama-3-70b" and decision.contains_pii
+    assert decision.prompt_tokens > 8192
+    batch = client.submit_many([{"custom_id": "contract", "prompt": CONTRACT, "max_tokens": 400}], batch="long")
+    counts = client.wait(batch, timeout=60)
+    assert counts["states"] == {"succeeded": 1}
+    (line,) = list(client.results(batch))
+    assert line["custom_id"] == "contract" and line["error"] is None
+    engine = get_engine(db)
+    with engine.connect() as conn:
+        parts = conn.execute(select(func.count()).select_from(Job).where(Job.parent_id.is_not(None))).scalar_one()
+        total = conn.execute(select(func.sum(LedgerEntry.cost_usd))).scalar_one()
+        biggest = conn.execute(select(func.max(Job.prompt_tokens_estimate))
+                               .where(Job.parent_id.is_not(None))).scalar_one()
+    chunks = line["switchyard"]["chunks"]
+    assert chunks >= 2 and parts == chunks + 1  # the parts, plus the combining job
+    assert biggest + 512 <= 8192, "a part does not fit the model's context"
+    assert Decimal(str(line["switchyard"]["cost_usd"])) == pytest.approx(total)
+    usage = line["response"]["body"]["usage"]
+    with engine.connect() as conn:
+        tokens = conn.execute(select(func.sum(LedgerEntry.input_tokens))).scalar_one()
+    assert usage["prompt_tokens"] == tokens
+
+
+def test_no_split_refuses_with_a_clear_error(client: Client, llama: WorkerHandle) -> None:
+    job_id = client.submit({"custom_id": "nosplit", "prompt": CONTRACT, "split": False, "max_tokens": 400})
+    line = client.result(job_id, timeout=30)
+    assert line["switchyard"]["state"] == "failed"
+    assert line["error"]["code"] == "context_length_exceeded"
+    assert "exceeds llama-3-70b's context" in line["error"]["message"]
