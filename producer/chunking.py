@@ -73,20 +73,25 @@ def plan_split(messages: list[dict[str, Any]], context_window: int, max_tokens: 
 
 def map_messages(plan: SplitPlan, index: int) -> list[dict[str, Any]]:
     n = len(plan.parts)
-    body = (f"Task (for the whole document): {plan.task}\n\n"
-            f"The document is too long to read at once, so you see part {index + 1} of {n}. Do the task for "
-            f"this part only; your answer will be combined with the answers for the other parts.\n\n"
-            f"--- part {index + 1} of {n} ---\n{plan.parts[index]}")
+    body = (
+        f"Task (for the whole document): {plan.task}\n\n"
+        f"The document is too long to read at once, so you see part {index + 1} of {n}. Do the task for "
+        f"this part only; your answer will be combined with the answers for the other parts.\n\n"
+        f"--- part {index + 1} of {n} ---\n{plan.parts[index]}"
+    )
     return [*plan.system, {"role": "user", "content": body}]
 
 
-def reduce_messages(system: list[dict[str, Any]], task: str, answers: list[str], context_window: int,
-                    max_tokens: int) -> list[dict[str, Any]]:
+def reduce_messages(
+    system: list[dict[str, Any]], task: str, answers: list[str], context_window: int, max_tokens: int
+) -> list[dict[str, Any]]:
     """The combining prompt; partial answers are trimmed evenly if together they would not fit."""
     budget = context_window - max_tokens - MARGIN_TOKENS - estimate_text_tokens(task)
     per_answer = max(64, budget // max(1, len(answers)))
     limit = int(per_answer * CHARS_PER_TOKEN)
     joined = "\n\n".join(f"--- answer for part {i + 1} ---\n{a[:limit]}" for i, a in enumerate(answers))
-    body = (f"Task (for the whole document): {task}\n\nThe document was processed in {len(answers)} parts. "
-            f"Combine the partial answers below into one complete answer to the task.\n\n{joined}")
+    body = (
+        f"Task (for the whole document): {task}\n\nThe document was processed in {len(answers)} parts. "
+        f"Combine the partial answers below into one complete answer to the task.\n\n{joined}"
+    )
     return [*system, {"role": "user", "content": body}]

@@ -34,8 +34,9 @@ class Client:
     ``SWITCHYARD_CONFIG``) or from keyword arguments, which win.
     """
 
-    def __init__(self, *, broker_url: str | None = None, database_url: str | None = None,
-                 settings: Settings | None = None) -> None:
+    def __init__(
+        self, *, broker_url: str | None = None, database_url: str | None = None, settings: Settings | None = None
+    ) -> None:
         base = settings or Settings.from_env()
         self.settings = base.with_urls(broker_url or base.broker_url or "", database_url or base.database_url or "")
         broker, database = self.settings.require_urls()
@@ -56,7 +57,7 @@ class Client:
         """Validate everything, then record and enqueue; returns the batch id. Idempotent per custom_id."""
         parsed = collect_jobs(jobs)  # raises InputError listing every problem; nothing enqueued
         name = batch or f"batch-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-        self.last_report = self.submitter.submit(enumerate(parsed, 1), name)
+        self.last_report = self.submitter.submit(enumerate(parsed, 1), name, size_hint=len(parsed))
         return name
 
     def submit(self, job: dict[str, Any] | InferenceJob, batch: str | None = None) -> str:
@@ -70,8 +71,11 @@ class Client:
         from schemas.tables import Job
 
         with self.engine.connect() as conn:
-            return str(conn.execute(select(Job.id).where(Job.batch_id == report.batch_id,
-                                                         Job.custom_id == parsed.custom_id)).scalar_one())
+            return str(
+                conn.execute(
+                    select(Job.id).where(Job.batch_id == report.batch_id, Job.custom_id == parsed.custom_id)
+                ).scalar_one()
+            )
 
     # --- read -----------------------------------------------------------------------------------------
     def _batch_id(self, batch: str) -> uuid.UUID:

@@ -18,6 +18,7 @@ import socket
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import redis
 
@@ -25,7 +26,6 @@ from celeryconfig import RUN_JOB_TASK, redis_priority
 
 #: kombu's separator between a queue name and its priority level ("queue\x06\x163").
 PRIORITY_SEP = "\x06\x16"
-_EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,30 +43,39 @@ def queue_key(queue: str, contract_priority: int) -> str:
     return f"{queue}{PRIORITY_SEP}{pri}" if pri else queue
 
 
+_ENVELOPE = (
+    '{{"body":"{body}","content-encoding":"utf-8","content-type":"application/json",'
+    '"headers":{{"lang":"py","task":"' + RUN_JOB_TASK + '","id":"{id}","shadow":null,"eta":null,'
+    '"expires":null,"group":null,"group_index":null,"retries":0,"timelimit":[null,null],"root_id":"{id}",'
+    '"parent_id":null,"argsrepr":"(\'{id}\',)","kwargsrepr":"{{}}","origin":{origin},"ignore_result":true,'
+    '"replaced_task_nesting":0,"stamped_headers":null,"stamps":{{}}}},'
+    '"properties":{{"correlation_id":"{id}","reply_to":"","delivery_mode":2,'
+    '"delivery_info":{{"exchange":"","routing_key":{queue}}},"priority":{priority},'
+    '"body_encoding":"base64","delivery_tag":"{tag}"}}}}'
+)
+_BODY = '[["{id}"],{{}},{{"callbacks":null,"errbacks":null,"chain":null,"chord":null}}]'
+
+
 def build_message(job_id: str, queue: str, contract_priority: int, origin: str) -> str:
-    """A Celery protocol-2 message, as kombu's Redis transport stores it."""
-    task_id = job_id
-    body = json.dumps([[job_id], {}, _EMBED], separators=(",", ":"))
-    message = {
-        "body": base64.b64encode(body.encode()).decode(),
-        "content-encoding": "utf-8",
-        "content-type": "application/json",
-        "headers": {
-            "lang": "py", "task": RUN_JOB_TASK, "id": task_id, "shadow": None, "eta": None, "expires": None,
-            "group": None, "group_index": None, "retries": 0, "timelimit": [None, None],
-            "root_id": task_id, "parent_id": None,
-            # Never the prompt: Flower and worker logs show argsrepr.
-            "argsrepr": f"('{job_id}',)", "kwargsrepr": "{}", "origin": origin,
-            "ignore_result": True, "replaced_task_nesting": 0, "stamped_headers": None, "stamps": {},
-        },
-        "properties": {
-            "correlation_id": task_id, "reply_to": "", "delivery_mode": 2,
-            "delivery_info": {"exchange": "", "routing_key": queue},
-            "priority": redis_priority(contract_priority), "body_encoding": "base64",
-            "delivery_tag": str(uuid.uuid4()),
-        },
-    }
-    return json.dumps(message, separators=(",", ":"))
+    """A Celery protocol-2 message, as kombu's Redis transport stores it (the task id is the job id).
+
+    Built from a template rather than nested dicts: it is on the producer's hot path (10,000+ jobs/s).
+    ``argsrepr`` is the job id only: Flower and worker logs show it, and it must never hold a prompt.
+    """
+    body = base64.b64encode(_BODY.format(id=job_id).encode()).decode()
+    return _ENVELOPE.format(
+        body=body,
+        id=job_id,
+        origin=_json_str(origin),
+        queue=_json_str(queue),
+        priority=redis_priority(contract_priority),
+        tag=uuid.uuid4(),
+    )
+
+
+@lru_cache(maxsize=64)
+def _json_str(value: str) -> str:
+    return json.dumps(value)
 
 
 class BulkPublisher:
@@ -78,18 +87,27 @@ class BulkPublisher:
         self.origin = f"{os.getpid()}@{socket.gethostname()}"
 
     def publish(self, items: Iterable[Outgoing]) -> int:
+        """LPUSH every message, several per command (grouped by list), ``chunk`` messages per round trip.
+
+        LPUSH k a b c leaves c at the head and a at the tail, where kombu pops: order is preserved.
+        """
         count = 0
-        pipe = self.client.pipeline(transaction=False)
+        groups: dict[str, list[str]] = {}
         pending = 0
         for item in items:
-            pipe.lpush(queue_key(item.queue, item.priority),
-                       build_message(item.job_id, item.queue, item.priority, self.origin))
+            key = queue_key(item.queue, item.priority)
+            groups.setdefault(key, []).append(build_message(item.job_id, item.queue, item.priority, self.origin))
             pending += 1
             if pending >= self.chunk:
-                pipe.execute()
-                count += pending
-                pending = 0
+                count += self._flush(groups)
+                groups, pending = {}, 0
         if pending:
-            pipe.execute()
-            count += pending
+            count += self._flush(groups)
         return count
+
+    def _flush(self, groups: dict[str, list[str]]) -> int:
+        pipe = self.client.pipeline(transaction=False)
+        for key, messages in groups.items():
+            pipe.lpush(key, *messages)
+        pipe.execute()
+        return sum(len(m) for m in groups.values())

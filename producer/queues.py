@@ -25,7 +25,7 @@ def queue_depths(client: redis.Redis, queues: list[str]) -> dict[str, int]:
             pipe.llen(key)
     sizes = pipe.execute()
     n = len(PRIORITY_STEPS)
-    return {q: int(sum(sizes[i * n:(i + 1) * n])) for i, q in enumerate(queues)}
+    return {q: int(sum(sizes[i * n : (i + 1) * n])) for i, q in enumerate(queues)}
 
 
 class QueueMonitor:

@@ -90,8 +90,7 @@ def validate_file(path: str | Path, progress: Any = None) -> FileCheck:
             if job is not None:
                 first = seen.setdefault(job.custom_id, number)
                 if first != number:
-                    found = [InputProblem(number, "custom_id",
-                                          f"duplicate {job.custom_id!r} (first on line {first})")]
+                    found = [InputProblem(number, "custom_id", f"duplicate {job.custom_id!r} (first on line {first})")]
                 else:
                     count += 1
             if found:

@@ -79,35 +79,46 @@ class Router:
             reason = f"complexity {s.complexity:.2f} < {r.complexity_low}: {model}"
         else:
             model, rule = r.default_model, "default"
-            reason = (f"default: {model} (complexity {s.complexity:.2f}, "
-                      f"expected output ~{s.expected_output_tokens} tokens)")
+            reason = (
+                f"default: {model} (complexity {s.complexity:.2f}, expected output ~{s.expected_output_tokens} tokens)"
+            )
 
         model, rule, reason = self._fit_context(job, s, model, rule, reason)
         model, rule, reason = self._overflow(s, model, rule, reason)
         assert not (s.contains_pii and not self.catalog.model(model).self_hosted), "PII routed off-site"
         return RouteDecision(
-            custom_id=job.custom_id, model=model, queue=self.catalog.model(model).queue, reason=reason,
-            rule=rule, contains_pii=s.contains_pii, pii_types=list(s.pii_types), complexity=s.complexity,
-            expected_output_tokens=s.expected_output_tokens, requested_model=asked,
+            custom_id=job.custom_id,
+            model=model,
+            queue=self.catalog.model(model).queue,
+            reason=reason,
+            rule=rule,
+            contains_pii=s.contains_pii,
+            pii_types=list(s.pii_types),
+            complexity=s.complexity,
+            expected_output_tokens=s.expected_output_tokens,
+            requested_model=asked,
             prompt_tokens=s.prompt_tokens,
         )
 
     def eligible(self, model: str, contains_pii: bool) -> bool:
         return self.catalog.model(model).self_hosted or not contains_pii
 
-    def _fit_context(self, job: InferenceJob, s: Signals, model: str, rule: RouteRule,
-                     reason: str) -> tuple[str, RouteRule, str]:
+    def _fit_context(
+        self, job: InferenceJob, s: Signals, model: str, rule: RouteRule, reason: str
+    ) -> tuple[str, RouteRule, str]:
         """A prompt longer than the model's context goes to a model it fits; PII stays in-house (chunked)."""
         spec = self.catalog.model(model)
         need = s.prompt_tokens + min(s.expected_output_tokens, spec.max_output_tokens)
         if need <= spec.context_window or rule == "explicit" or not job.split and s.contains_pii:
             return model, rule, reason
-        candidates = [m for m in (self.catalog.routing.long_model, *spec.fallback)
-                      if self.eligible(m, s.contains_pii)]
+        candidates = [m for m in (self.catalog.routing.long_model, *spec.fallback) if self.eligible(m, s.contains_pii)]
         for other in candidates:
             if need <= self.catalog.model(other).context_window:
-                return other, "long_input", (f"prompt ~{s.prompt_tokens} tokens exceeds {model}'s context "
-                                             f"({spec.context_window}): {other}")
+                return (
+                    other,
+                    "long_input",
+                    (f"prompt ~{s.prompt_tokens} tokens exceeds {model}'s context ({spec.context_window}): {other}"),
+                )
         return model, rule, reason + f"; prompt exceeds its context ({spec.context_window}): will be split"
 
     def _overflow(self, s: Signals, model: str, rule: RouteRule, reason: str) -> tuple[str, RouteRule, str]:
@@ -122,6 +133,9 @@ class Router:
                 continue
             other_wait = self.queue_wait(other)
             if other_wait is not None and other_wait <= r.overflow_max_wait_s:
-                return other, "overflow", (f"{reason}; {model} queue wait ~{wait:.0f}s > "
-                                           f"{r.overflow_max_wait_s:.0f}s: overflow to {other}")
+                return (
+                    other,
+                    "overflow",
+                    (f"{reason}; {model} queue wait ~{wait:.0f}s > {r.overflow_max_wait_s:.0f}s: overflow to {other}"),
+                )
         return model, rule, reason

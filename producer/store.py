@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from schemas.jobs import InferenceJob
@@ -20,8 +20,11 @@ from switchyard.catalog import Catalog
 
 def ensure_batch(engine: Engine, name: str, source: str | None = None) -> uuid.UUID:
     with engine.begin() as conn:
-        conn.execute(insert(Batch).values(id=uuid.uuid4(), name=name, source=source)
-                     .on_conflict_do_nothing(index_elements=[Batch.name]))
+        conn.execute(
+            insert(Batch)
+            .values(id=uuid.uuid4(), name=name, source=source)
+            .on_conflict_do_nothing(index_elements=[Batch.name])
+        )
         return conn.execute(select(Batch.id).where(Batch.name == name)).scalar_one()
 
 
@@ -46,8 +49,7 @@ def resolved_max_tokens(job: InferenceJob, decision: RouteDecision, catalog: Cat
     return min(cap, max(256, decision.expected_output_tokens * 2))
 
 
-def job_row(batch_id: uuid.UUID, seq: int, job: InferenceJob, d: RouteDecision,
-            catalog: Catalog) -> dict[str, Any]:
+def job_row(batch_id: uuid.UUID, seq: int, job: InferenceJob, d: RouteDecision, catalog: Catalog) -> dict[str, Any]:
     request: dict[str, Any] = {
         "messages": job.messages_as_dicts(),
         "max_tokens": resolved_max_tokens(job, d, catalog),
@@ -58,13 +60,28 @@ def job_row(batch_id: uuid.UUID, seq: int, job: InferenceJob, d: RouteDecision,
         if value is not None:
             request[key] = value
     return {
-        "id": uuid.uuid4(), "batch_id": batch_id, "custom_id": job.custom_id, "seq": seq, "state": "queued",
-        "model": d.model, "requested_model": d.requested_model, "route_rule": d.rule,
-        "route_reason": d.reason, "contains_pii": d.contains_pii, "pii_types": list(d.pii_types),
-        "complexity": d.complexity, "expected_output_tokens": d.expected_output_tokens,
-        "prompt_tokens_estimate": d.prompt_tokens, "priority": job.priority, "tenant": job.tenant,
-        "request": request, "job_metadata": job.metadata, "attempts": 0,
-        "parent_id": None, "chunk_index": None, "chunk_count": None,
+        "id": uuid.uuid4(),
+        "batch_id": batch_id,
+        "custom_id": job.custom_id,
+        "seq": seq,
+        "state": "queued",
+        "model": d.model,
+        "requested_model": d.requested_model,
+        "route_rule": d.rule,
+        "route_reason": d.reason,
+        "contains_pii": d.contains_pii,
+        "pii_types": list(d.pii_types),
+        "complexity": d.complexity,
+        "expected_output_tokens": d.expected_output_tokens,
+        "prompt_tokens_estimate": d.prompt_tokens,
+        "priority": job.priority,
+        "tenant": job.tenant,
+        "request": request,
+        "job_metadata": job.metadata,
+        "attempts": 0,
+        "parent_id": None,
+        "chunk_index": None,
+        "chunk_count": None,
     }
 
 
@@ -78,8 +95,13 @@ def part_rows(parent: dict[str, Any], plan: SplitPlan) -> list[dict[str, Any]]:
         messages = map_messages(plan, index)
         row = dict(parent)
         row.update(
-            id=uuid.uuid4(), custom_id=f"{parent['custom_id']}#part{index + 1}", state="queued",
-            parent_id=parent["id"], chunk_index=index, chunk_count=None, job_metadata=None,
+            id=uuid.uuid4(),
+            custom_id=f"{parent['custom_id']}#part{index + 1}",
+            state="queued",
+            parent_id=parent["id"],
+            chunk_index=index,
+            chunk_count=None,
+            job_metadata=None,
             request={"messages": messages, "max_tokens": plan.map_max_tokens},
             prompt_tokens_estimate=estimate_messages_tokens(messages),
             route_reason=f"{parent['route_reason']}; part {index + 1} of {len(plan.parts)}",
@@ -88,27 +110,84 @@ def part_rows(parent: dict[str, Any], plan: SplitPlan) -> list[dict[str, Any]]:
     return rows
 
 
+#: Columns a producer writes; the rest take their defaults. Order matters for COPY.
+_COPY_COLUMNS = (
+    "id",
+    "batch_id",
+    "custom_id",
+    "seq",
+    "state",
+    "model",
+    "requested_model",
+    "route_rule",
+    "route_reason",
+    "contains_pii",
+    "pii_types",
+    "complexity",
+    "expected_output_tokens",
+    "prompt_tokens_estimate",
+    "priority",
+    "tenant",
+    "request",
+    "metadata",
+    "attempts",
+    "parent_id",
+    "chunk_index",
+    "chunk_count",
+)
+_JSON_COLUMNS = {"pii_types", "request", "metadata"}
+
+
 def insert_jobs(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[tuple[uuid.UUID, str, int]]:
-    """Insert the rows that are new in their batch; return (id, model, priority) of those inserted."""
+    """Insert the rows that are new in their batch; return (id, model, priority) of those inserted.
+
+    COPY into a temporary table, then one INSERT ... SELECT ... ON CONFLICT DO NOTHING: an order of magnitude
+    faster than multi-row VALUES for thousands of rows, and still idempotent per (batch, custom_id).
+    """
     if not rows:
         return []
-    stmt = (insert(Job).on_conflict_do_nothing(constraint="uq_jobs_batch_custom_id")
-            .returning(Job.id, Job.model, Job.priority))
-    return [(r[0], r[1], r[2]) for r in conn.execute(stmt, list(rows))]
+    from psycopg.types.json import Jsonb
+
+    raw = conn.connection.driver_connection
+    columns = ", ".join(_COPY_COLUMNS)
+    with raw.cursor() as cur:
+        cur.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS jobs_incoming (LIKE jobs INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        with cur.copy(f"COPY jobs_incoming ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(
+                    [
+                        Jsonb(row.get("job_metadata" if c == "metadata" else c))
+                        if c in _JSON_COLUMNS and row.get("job_metadata" if c == "metadata" else c) is not None
+                        else row.get("job_metadata" if c == "metadata" else c)
+                        for c in _COPY_COLUMNS
+                    ]
+                )
+        cur.execute(
+            f"INSERT INTO jobs ({columns}) SELECT {columns} FROM jobs_incoming "
+            "ON CONFLICT ON CONSTRAINT uq_jobs_batch_custom_id DO NOTHING RETURNING id, model, priority"
+        )
+        inserted = [(r[0], r[1], r[2]) for r in cur.fetchall()]
+        cur.execute("TRUNCATE jobs_incoming")
+    return inserted
 
 
 def unpublished(conn: Connection, batch_id: uuid.UUID) -> list[tuple[uuid.UUID, str, int]]:
     """Jobs recorded but never handed to the broker (a submit interrupted between the two steps)."""
-    rows = conn.execute(select(Job.id, Job.model, Job.priority).where(
-        Job.batch_id == batch_id, Job.state == "queued", Job.enqueued_at.is_(None), Job.parent_id.is_(None)))
+    rows = conn.execute(
+        select(Job.id, Job.model, Job.priority).where(
+            Job.batch_id == batch_id, Job.state == "queued", Job.enqueued_at.is_(None), Job.parent_id.is_(None)
+        )
+    )
     return [(r[0], r[1], r[2]) for r in rows]
 
 
 def mark_enqueued(conn: Connection, ids: Sequence[uuid.UUID]) -> None:
-    from sqlalchemy import func
 
     if ids:
-        conn.execute(update(Job).where(Job.id.in_(ids)).values(enqueued_at=func.now()))
+        # One array parameter, not thousands of bind parameters.
+        conn.execute(text("UPDATE jobs SET enqueued_at = now() WHERE id = ANY(:ids)"), {"ids": list(ids)})
 
 
 def add_batch_total(conn: Connection, batch_id: uuid.UUID, added: int) -> None:

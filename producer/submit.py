@@ -20,11 +20,13 @@ from sqlalchemy import Engine
 
 from producer import store
 from producer.chunking import SplitPlan, plan_split
+from producer.classify_pool import MIN_JOBS_FOR_POOL, ClassifierPool
 from producer.publish import BulkPublisher, Outgoing
-from producer.router import Router
+from producer.router import Router, Signals
 from schemas.jobs import InferenceJob
 from schemas.routing import RouteDecision
 from switchyard.catalog import Catalog
+from switchyard.tokens import estimate_messages_tokens
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +47,22 @@ def _chunks(items: Iterable[tuple[int, InferenceJob]], size: int) -> Iterator[li
 
 
 class Submitter:
-    def __init__(self, catalog: Catalog, engine: Engine, redis_client: redis.Redis, router: Router,
-                 *, chunk: int = 2000) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        engine: Engine,
+        redis_client: redis.Redis,
+        router: Router,
+        *,
+        chunk: int = 2000,
+        processes: int | None = None,
+    ) -> None:
         self.catalog = catalog
         self.engine = engine
         self.publisher = BulkPublisher(redis_client)
         self.router = router
         self.chunk = chunk
+        self.processes = processes
 
     def _publish(self, rows: list[tuple[uuid.UUID, str, int]]) -> None:
         if not rows:
@@ -72,8 +83,16 @@ class Submitter:
         plan = plan_split(request["messages"], spec.context_window, int(request["max_tokens"]))
         return plan if len(plan.parts) > 1 else None
 
-    def submit(self, jobs: Iterable[tuple[int, InferenceJob]], batch: str, source: str | None = None,
-               progress: Callable[[int], None] | None = None) -> SubmitReport:
+    def submit(
+        self,
+        jobs: Iterable[tuple[int, InferenceJob]],
+        batch: str,
+        source: str | None = None,
+        progress: Callable[[int], None] | None = None,
+        size_hint: int | None = None,
+    ) -> SubmitReport:
+        """Submit ``jobs``; ``size_hint`` (the number of jobs, when known) lets a big submission classify on
+        every core."""
         batch_id = store.ensure_batch(self.engine, batch, source)
         report = SubmitReport(batch_id=batch_id, batch=batch)
         with self.engine.connect() as conn:
@@ -82,11 +101,36 @@ class Submitter:
             log.info("batch %s: publishing %s jobs recorded by an interrupted submit", batch, len(leftovers))
             self._publish(leftovers)
             report.republished = len(leftovers)
+        pool = ClassifierPool(self.processes) if (size_hint or 0) >= MIN_JOBS_FOR_POOL else None
+        try:
+            self._submit_chunks(jobs, batch_id, report, pool, progress)
+        finally:
+            if pool is not None:
+                pool.close()
+        return report
+
+    def _submit_chunks(
+        self,
+        jobs: Iterable[tuple[int, InferenceJob]],
+        batch_id: uuid.UUID,
+        report: SubmitReport,
+        pool: ClassifierPool | None,
+        progress: Callable[[int], None] | None,
+    ) -> None:
         for chunk in _chunks(jobs, self.chunk):
             rows: list[dict[str, Any]] = []
             splits: dict[uuid.UUID, SplitPlan] = {}
-            for seq, job in chunk:
-                decision = self.router.route(job)
+            if pool is not None:
+                reads = pool.classify([(job.text, job.max_tokens) for _, job in chunk])
+                decisions = [
+                    self.router.decide(
+                        job, Signals(r[0], r[1], r[2], r[3], estimate_messages_tokens(job.messages_as_dicts()))
+                    )
+                    for (_, job), r in zip(chunk, reads, strict=True)
+                ]
+            else:
+                decisions = [self.router.route(job) for _, job in chunk]
+            for (seq, job), decision in zip(chunk, decisions, strict=True):
                 row = store.job_row(batch_id, seq, job, decision, self.catalog)
                 plan = self._split_plan(row, decision)
                 if plan is not None:
@@ -98,8 +142,12 @@ class Submitter:
             with self.engine.begin() as conn:
                 inserted = store.insert_jobs(conn, rows)
                 store.add_batch_total(conn, batch_id, len(inserted))
-                parts = [part for r in rows if r["id"] in splits and any(i[0] == r["id"] for i in inserted)
-                         for part in store.part_rows(r, splits[r["id"]])]
+                parts = [
+                    part
+                    for r in rows
+                    if r["id"] in splits and any(i[0] == r["id"] for i in inserted)
+                    for part in store.part_rows(r, splits[r["id"]])
+                ]
                 inserted_parts = store.insert_jobs(conn, parts)
                 store.mark_enqueued(conn, list(splits))
             self._publish([i for i in inserted if i[0] not in splits] + inserted_parts)
@@ -107,4 +155,3 @@ class Submitter:
             report.skipped += len(rows) - len(inserted)
             if progress is not None:
                 progress(len(chunk))
-        return report

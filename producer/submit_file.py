@@ -26,8 +26,9 @@ def _progress(enabled: bool) -> Any:
         return nullcontext(None)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    transient=False)
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=False
+    )
 
 
 def submit_file(settings: Settings, path: str, *, batch: str, progress: bool = True) -> SubmitReport:
@@ -43,7 +44,12 @@ def submit_file(settings: Settings, path: str, *, batch: str, progress: bool = T
             router = Router(settings.catalog, QueueMonitor(client, settings.catalog).wait_s)
             submitter = Submitter(settings.catalog, get_engine(database), client, router)
             task2 = bar.add_task("submitting", total=check.jobs) if bar else None
-            return submitter.submit(iter_file_jobs(path), batch, source=os.path.abspath(path),
-                                    progress=(lambda n: bar.advance(task2, n)) if bar else None)
+            return submitter.submit(
+                iter_file_jobs(path),
+                batch,
+                source=os.path.abspath(path),
+                progress=(lambda n: bar.advance(task2, n)) if bar else None,
+                size_hint=check.jobs,
+            )
         finally:
             client.close()
