@@ -31,7 +31,7 @@ def _progress(enabled: bool) -> Any:
     )
 
 
-def submit_file(settings: Settings, path: str, *, batch: str, progress: bool = True) -> SubmitReport:
+def submit_file(settings: Settings, path: str, *, batch: str, progress: bool = True, chunk: int = 2000) -> SubmitReport:
     broker, database = settings.require_urls()
     size = os.path.getsize(path)
     with _progress(progress) as bar:
@@ -42,7 +42,7 @@ def submit_file(settings: Settings, path: str, *, batch: str, progress: bool = T
         client = redis.Redis.from_url(broker)
         try:
             router = Router(settings.catalog, QueueMonitor(client, settings.catalog).wait_s)
-            submitter = Submitter(settings.catalog, get_engine(database), client, router)
+            submitter = Submitter(settings.catalog, get_engine(database), client, router, chunk=chunk)
             task2 = bar.add_task("submitting", total=check.jobs) if bar else None
             return submitter.submit(
                 iter_file_jobs(path),
