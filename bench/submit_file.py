@@ -1,0 +1,104 @@
+"""`switchyard submit` on big files: throughput and peak memory, as a user runs it (a real process).
+
+    .venv/bin/python bench/submit_file.py [--lines 100000] [--kb 1.0]
+
+Writes a JSONL file of short-form jobs, runs `switchyard submit FILE -q` against scratch services
+(SWITCHYARD_BROKER_URL / SWITCHYARD_DATABASE_URL when set, else embedded), samples the resident memory of the
+command's whole process tree every 0.1 s, and prints jobs/s and peak RSS (the submit process alone, and with its
+classifier pool processes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from switchyard import services  # noqa: E402
+from switchyard.db import upgrade  # noqa: E402
+from switchyard.settings import Settings  # noqa: E402
+
+WORDS = "invoice shipment forecast revenue policy contract delivery warehouse budget review region".split()
+
+
+def write_file(path: Path, lines: int, kb: float, seed: int = 3) -> None:
+    rng = random.Random(seed)
+    target = int(kb * 1024)
+    with path.open("w") as fh:
+        for i in range(lines):
+            words, size = [], 0
+            while size < target:
+                w = rng.choice(WORDS)
+                words.append(w)
+                size += len(w) + 1
+            fh.write(json.dumps({"custom_id": f"doc-{i}", "prompt": "Summarise: " + " ".join(words),
+                                 "max_tokens": 200}) + "\n")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lines", type=int, default=100_000)
+    ap.add_argument("--kb", type=float, default=1.0, help="prompt size per job")
+    args = ap.parse_args()
+    base = Settings.from_env()
+    tmp = Path(tempfile.mkdtemp(prefix="sy-submit-"))
+    os.chmod(tmp, 0o755)
+    broker = base.broker_url.rsplit("/", 1)[0] + "/12" if base.broker_url else services.start_embedded_redis(
+        tmp / "redis", persistent=False)
+    admin = (base.database_url.rsplit("/", 1)[0] + "/postgres" if base.database_url
+             else services.start_embedded_postgres(tmp / "pg", database="postgres"))
+    dbname = f"sy_submit_{uuid.uuid4().hex[:6]}"
+    services.ensure_database(admin, dbname)
+    database = admin.rsplit("/", 1)[0] + f"/{dbname}" + (("?" + admin.split("?", 1)[1]) if "?" in admin else "")
+    upgrade(database)
+    import redis
+
+    r = redis.Redis.from_url(broker)
+    r.flushdb()
+    src = tmp / "jobs.jsonl"
+    write_file(src, args.lines, args.kb)
+    env = dict(os.environ, SWITCHYARD_BROKER_URL=broker, SWITCHYARD_DATABASE_URL=database)
+    try:
+        started = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "switchyard.cli", "submit", str(src), "-q"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        main_proc = psutil.Process(proc.pid)
+        peak_main = peak_tree = 0
+        while proc.poll() is None:
+            try:
+                rss = main_proc.memory_info().rss
+                tree = rss + sum(c.memory_info().rss for c in main_proc.children(recursive=True))
+            except psutil.Error:
+                break
+            peak_main, peak_tree = max(peak_main, rss), max(peak_tree, tree)
+            time.sleep(0.1)
+        out, err = proc.communicate()
+        elapsed = time.perf_counter() - started
+        if proc.returncode != 0:
+            print(err.decode())
+            return 1
+        print(f"file: {args.lines:,} lines, {src.stat().st_size / 1e6:.1f} MB")
+        print(f"switchyard submit: {elapsed:.1f}s wall = {args.lines / elapsed:,.0f} jobs/s "
+              "(whole command: start-up, validation pass, classification, Postgres, publish)")
+        print(f"peak RSS: {peak_main / 1e6:.0f} MB submit process; {peak_tree / 1e6:.0f} MB with its classifier "
+              "pool")
+        print(err.decode().strip())
+    finally:
+        r.flushdb()
+        services.drop_database(admin, dbname)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
