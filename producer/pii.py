@@ -1,0 +1,77 @@
+"""Offline PII and secrets detector: the router keeps every flagged job on self-hosted models.
+
+Recall comes first. A job whose personal data or credential reaches OpenAI or Anthropic is a breach; a job
+kept on a self-hosted model by a false alarm merely runs somewhere cheaper. So ambiguous evidence is reported
+(a lower confidence) rather than dropped, and :func:`scan` flags a job on *any* finding.
+
+The detectors are plain regular expressions, checksums (Luhn, IBAN mod-97, ABA, SSN area rules) and a name
+gazetteer; nothing is downloaded or loaded at run time beyond ``data/names.json``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from producer.pii_address import find_addresses
+from producer.pii_names import find_persons, is_word_problem
+from producer.pii_patterns import find_dob, find_emails, find_ipv6, find_numbers
+from producer.pii_secrets import find_secrets
+
+Hit = tuple[str, int, int, float]
+
+
+@dataclass(frozen=True, slots=True)
+class PIIFinding:
+    """One piece of PII or one secret: its kind and where it is (never its value)."""
+
+    type: str
+    start: int
+    end: int
+    confidence: float
+
+
+@dataclass(frozen=True, slots=True)
+class PIIReport:
+    """What the router needs: whether the job holds PII and of which kinds (sorted, unique)."""
+
+    contains_pii: bool
+    types: tuple[str, ...]
+
+
+_CLEAN = PIIReport(False, ())
+_CAPITALISED = re.compile(r"[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]|[A-Z]{2}")
+
+
+def _hits(text: str) -> list[Hit]:
+    # Shared once per call: the lower-cased text (keyword checks), whether there are capitals at all, and
+    # whether the text is a word problem (names there are placeholders).
+    lowered = text.lower()
+    # Capitalisation is evidence only where it is used: text whose only capital is "I" is read as lower case.
+    has_upper = lowered != text and _CAPITALISED.search(text) is not None
+    quant = is_word_problem(text, lowered)
+    hits = find_secrets(text, lowered)
+    hits += find_emails(text, lowered)
+    hits += find_numbers(text, lowered)
+    hits += find_dob(text, lowered)
+    hits += find_ipv6(text, lowered)
+    hits += find_addresses(text, lowered, has_upper)
+    hits += find_persons(text, lowered, has_upper, quant)
+    return hits
+
+
+def scan(text: str) -> PIIReport:
+    """Whether ``text`` holds PII or secrets, and which kinds. The fast path called on every job."""
+    if not text:
+        return _CLEAN
+    types = {hit[0] for hit in _hits(text)}
+    if not types:
+        return _CLEAN
+    return PIIReport(True, tuple(sorted(types)))
+
+
+def find(text: str) -> list[PIIFinding]:
+    """Every finding, ordered by position: for debugging and benchmarks."""
+    if not text:
+        return []
+    return [PIIFinding(*hit) for hit in sorted(set(_hits(text)), key=lambda h: (h[1], h[2], h[0]))]

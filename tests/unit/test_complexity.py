@@ -1,0 +1,138 @@
+"""Complexity score and expected output length: sanity a user would notice, and the measured GSM8K figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from producer.complexity import complexity_score, expected_output_tokens
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+SIMPLE = [
+    "What is the capital of France?",
+    "Translate 'good morning' into Spanish.",
+    "Who wrote Hamlet?",
+    "Define photosynthesis.",
+]
+HARD = [
+    "Implement a function to find the median of two sorted arrays of different sizes with O(log n) time "
+    "complexity, explain the algorithm step by step and prove its correctness.",
+    "Prove that there are infinitely many primes p such that p + 2 is not prime, and derive a bound on the "
+    "probability that a random integer below n is prime.",
+    "Design a distributed rate limiter in Python for a multi-region API gateway; analyze the trade-offs of "
+    "token buckets versus sliding windows, including failure modes and consistency.",
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(max_size=3000))
+def test_score_is_always_in_unit_interval(text: str) -> None:
+    assert 0.0 <= complexity_score(text) <= 1.0
+
+
+@pytest.mark.parametrize("text", SIMPLE)
+def test_simple_queries_route_to_the_small_model(text: str) -> None:
+    assert complexity_score(text) < 0.3
+
+
+@pytest.mark.parametrize("text", HARD)
+def test_code_proofs_and_design_route_to_the_strongest_model(text: str) -> None:
+    assert complexity_score(text) > 0.8
+
+
+def test_more_steps_in_a_word_problem_score_higher() -> None:
+    easy = "Tom has 3 apples and buys 2 more. How many apples does he have?"
+    hard = (
+        "Tom buys 3 crates of 24 apples at $0.45 each, sells 40% of them at a 25% markup, gives a third of the "
+        "rest to his sister, and then buys twice as many pears as the apples he has left. If pears cost $0.30 "
+        "more than apples, how much did he spend in total, and what was his profit?"
+    )
+    assert complexity_score(hard) > complexity_score(easy)
+
+
+def test_empty_prompt_scores_zero() -> None:
+    assert complexity_score("") == 0.0
+    assert complexity_score("   \n") == 0.0
+
+
+# --- expected output tokens ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "low", "high"),
+    [
+        ("Write an essay on climate policy in 3000 words.", 3500, 4500),
+        ("Write a 10-page report on the EU energy market.", 5000, 8000),
+        ("Write a novel chapter about a detective in Lisbon.", 2000, 8000),
+        ("Write a blog post about hiking in Patagonia.", 2000, 3000),
+        ("Summarise the story in three bullet points.", 50, 300),
+        ("Summarise this in fewer than 100 words: the meeting covered budgets.", 50, 140),
+        ("What is the capital of France? Answer in one word.", 1, 100),
+        ("Implement a thread-safe LRU cache in Java.", 400, 1500),
+    ],
+)
+def test_expected_tokens_read_explicit_asks_and_task_kind(text: str, low: int, high: int) -> None:
+    assert low <= expected_output_tokens(text, None) <= high
+
+
+def test_long_form_writing_lands_above_the_opus_threshold() -> None:
+    for text in ("Write a short story about a lighthouse keeper.", "Write a 2500-word essay on memory."):
+        assert expected_output_tokens(text, None) > 2000
+    assert expected_output_tokens("Write a comprehensive report on battery chemistry in 5 pages.", None) > 2000
+
+
+def test_max_tokens_caps_the_estimate() -> None:
+    assert expected_output_tokens("Write a novel chapter about a storm.", 512) == 512
+    assert expected_output_tokens("Write a novel chapter about a storm.", None) > 512
+    assert expected_output_tokens("Hi", 10_000) < 10_000
+
+
+# --- measured on the shared public data (skipped where ../shared/data is absent) ------------------------
+
+
+def _require_data() -> None:
+    if not DATA.is_dir():
+        pytest.skip(f"shared data not found at {DATA}: complexity targets not measured")
+
+
+def test_gsm8k_auc_beats_prompt_length() -> None:
+    # The brief's target is 0.65; measured in-sample is ~0.62 and 5-fold cross-validated ~0.61 (see
+    # bench/classify.py), above prompt length alone (0.60) and LiteLLM's router (0.55). The assertion holds
+    # the level reached so that a regression fails; it does not pretend the 0.65 target is met.
+    _require_data()
+    from bench.classify import auc, gsm8k_labelled
+
+    texts, labels = gsm8k_labelled()
+    ours = auc([complexity_score(t) for t in texts], labels)
+    by_length = auc([float(len(t)) for t in texts], labels)
+    assert ours >= 0.61
+    assert ours > by_length
+
+
+def test_scores_spread_across_all_three_bands() -> None:
+    _require_data()
+    from bench.classify import gsm8k, mt_bench
+
+    scores = [complexity_score(r["prompt"]) for r in gsm8k()]
+    scores += [complexity_score(t) for q in mt_bench() for t in q["turns"]]
+    shares = (
+        sum(s < 0.3 for s in scores) / len(scores),
+        sum(0.3 <= s <= 0.8 for s in scores) / len(scores),
+        sum(s > 0.8 for s in scores) / len(scores),
+    )
+    assert all(share >= 0.1 for share in shares), shares
+
+
+def test_gsm8k_answer_lengths_are_estimated_in_the_right_range() -> None:
+    _require_data()
+    from bench.classify import STRONG, gsm8k
+
+    rows = gsm8k()
+    estimates = sorted(expected_output_tokens(r["prompt"], None) for r in rows)
+    real = sorted(len(r[STRONG + "_response"]) / 3.6 for r in rows)
+    median_est, median_real = estimates[len(rows) // 2], real[len(rows) // 2]
+    assert 0.67 <= median_est / median_real <= 1.5

@@ -1,0 +1,208 @@
+"""The offline PII/secrets detector: what it must flag, what it must leave alone, and its measured targets."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import FrozenInstanceError
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from producer.pii import PIIFinding, PIIReport, find, scan
+from tests.pii_strategies import HELDOUT_NEGATIVE, HELDOUT_POSITIVE, pii_values, texts_with_pii
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+POSITIVES = [
+    # contact data
+    ("EMAIL", "Send the slides to maria.gonzalez@example.com before noon."),
+    ("EMAIL", "write to j.doe (at) example dot com"),
+    ("PHONE", "Call me at (415) 555-0132 tomorrow."),
+    ("PHONE", "My mobile is 07700 900123."),
+    ("PHONE", "WhatsApp +91 98765 43210 when you land."),
+    ("PHONE", "Office: +49 30 12345678"),
+    ("PHONE", "They're not answering at 467 3395"),
+    # financial and government identifiers
+    ("CREDIT_CARD", "Charge 4111 1111 1111 1111 please."),
+    ("CREDIT_CARD", "Mastercard 2-series 2223 0031 2200 3222 on file."),
+    ("CREDIT_CARD", "Amex 3782 822463 10005"),
+    ("CREDIT_CARD", "19 digits: 4000 0000 0000 0000 006"),
+    ("IBAN", "IBAN DE89 3704 0044 0532 0130 00"),
+    ("IBAN", "pay GB82WEST12345698765432 today"),
+    ("US_SSN", "SSN 536-90-4399"),
+    ("BANK_ACCOUNT", "Account number 12345678, sort code 20-00-00."),
+    ("ROUTING_NUMBER", "routing number 021000021"),
+    ("PASSPORT", "My passport number is K4829173."),
+    ("DRIVER_LICENSE", "driver's license D1234567"),
+    ("MEDICAL_RECORD", "MRN: 00482913"),
+    ("DATE_OF_BIRTH", "He was born on 14/07/1985."),
+    ("DATE_OF_BIRTH", "Date of birth: July 14, 1985"),
+    ("STREET_ADDRESS", "Ship it to 221B Baker Street, London."),
+    ("STREET_ADDRESS", "Wohnt in der Hauptstraße 5, Berlin."),
+    ("STREET_ADDRESS", "P.O. Box 4412"),
+    ("STREET_ADDRESS", "Springfield, IL 62704"),
+    ("IP_ADDRESS", "Blocked 203.0.113.77 at the firewall."),
+    ("IP_ADDRESS", "Client 2001:db8:85a3::8a2e:370:7334 timed out."),
+    ("PERSON", "Patient: Maria Gonzalez"),
+    ("PERSON", "Dear Mr. Okonkwo, thank you."),
+    ("PERSON", "The contract was signed by Priya Ramasubramanian."),
+    ("PERSON", "Why is Rebecca so impulsive?"),
+    ("PERSON", "my name is maria gonzalez and i need help"),
+    ("PERSON", "i think I should send the money to john smith tomorrow"),
+    # secrets
+    ("API_KEY", "OPENAI_API_KEY=sk-proj-a8F3kdP0qLm2ZxVb7YtR1nWcE5uHgJ9s"),
+    ("API_KEY", "key: sk-ant-api03-Zx8k2LmQp4Rt7Vw9Yb1Nc3Df5Gh6Jk8Lm0Pq"),
+    ("CLOUD_KEY", "aws_access_key_id = AKIAIOSFODNN7EXAMPLE"),
+    ("TOKEN", "token ghp_16C7e42F292c6912E7710c838347Ae178B4a"),
+    ("TOKEN", "SLACK_TOKEN=xoxb-2048-1234567890-abcdefghijkl"),
+    (
+        "TOKEN",
+        "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N",
+    ),
+    ("PRIVATE_KEY", "-----BEGIN RSA PRIVATE KEY-----\nMIIEow..."),
+    ("PASSWORD_IN_URL", "DATABASE_URL=postgres://admin:s3cretPass@db.internal:5432/prod"),
+    ("PASSWORD", "my password is hunter22"),
+]
+
+NEAR_MISSES = [
+    # A checksum failure next to its telling word still counts: better kept self-hosted.
+    ("CREDIT_CARD", "My credit card 4111 1111 1111 1112 was declined."),
+    ("US_SSN", "SSN: 000-12-3456"),
+    ("IBAN", "my IBAN is GB00WEST12345698765432"),
+    ("ROUTING_NUMBER", "ABA routing 123456789"),
+]
+
+NEGATIVES = [
+    "Janet’s ducks lay 16 eggs per day. She eats three for breakfast. How much does she make?",
+    "Upgrade numpy to 1.26.4 and pandas to 2.2.1.",
+    "Pin the image to v1.2.3.4 in the deployment.",
+    "The meeting is on 2024-03-15 at 10:30.",
+    "What is 3.14159 * 2.71828?",
+    "Compute 1234567 + 7654321.",
+    "Prove that the square root of 2 is irrational.",
+    "Write a C++ program to find the nth Fibonacci number using recursion.",
+    "Explain how TCP handshakes work.",
+    "Sort these numbers: 14, 3, 27, 9, 81, 2.",
+    "The population grew from 38,000 to 41,250 between 2010 and 2020.",
+    "Mr. Tan sold his house for $400 000 and paid a 3% fee. How much did he keep?",
+    "Localhost is 127.0.0.1 and the default port is 8080.",
+    "Use a password manager and never reuse passwords.",
+    "john drives for 3 hours at a speed of 60 mph. how far does he go?",
+    "bernie's dogs walk 3 miles a day; how many miles in a week?",
+]
+
+
+@pytest.mark.parametrize(("kind", "text"), POSITIVES, ids=[f"{k}:{t[:30]}" for k, t in POSITIVES])
+def test_each_kind_is_flagged_with_its_type(kind: str, text: str) -> None:
+    report = scan(text)
+    assert report.contains_pii
+    assert kind in report.types
+
+
+@pytest.mark.parametrize(("kind", "text"), NEAR_MISSES, ids=[k for k, _ in NEAR_MISSES])
+def test_near_miss_in_a_sensitive_context_still_counts(kind: str, text: str) -> None:
+    assert kind in scan(text).types
+
+
+@pytest.mark.parametrize("text", NEGATIVES, ids=[t[:30] for t in NEGATIVES])
+def test_ordinary_prompts_are_not_flagged(text: str) -> None:
+    assert scan(text) == PIIReport(False, ())
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["A" * 20_000, "aB" * 10_000 + " x@y.com", "QUJD" * 12_000 + " mail a@b.co", "a:" * 10_000, "1 " * 10_000],
+    ids=["caps-run", "letters-then-email", "base64-and-email", "colons", "digits"],
+)
+def test_long_unbroken_input_is_scanned_in_linear_time(text: str) -> None:
+    # A base64 blob or padding in a prompt must not stall the router (quadratic regex retries would).
+    started = time.perf_counter()
+    scan(text)
+    assert time.perf_counter() - started < 1.0
+
+
+def test_valid_card_outscores_its_near_miss() -> None:
+    valid = max(f.confidence for f in find("card 4111 1111 1111 1111"))
+    near = max(f.confidence for f in find("card 4111 1111 1111 1112"))
+    assert valid > near
+
+
+def test_report_lists_sorted_unique_types_and_never_values() -> None:
+    text = "Email bob@example.com or carol@example.com, or call (415) 555-0132."
+    report = scan(text)
+    assert report.types == ("EMAIL", "PHONE")
+    assert "bob" not in repr(report)
+
+
+def test_findings_point_at_the_value() -> None:
+    text = "Reach me at bob@example.com today"
+    (finding,) = [f for f in find(text) if f.type == "EMAIL"]
+    assert text[finding.start : finding.end] == "bob@example.com"
+    assert 0 < finding.confidence <= 1
+
+
+def test_results_are_immutable_and_empty_text_is_clean() -> None:
+    assert scan("") == PIIReport(False, ())
+    assert find("") == []
+    with pytest.raises(FrozenInstanceError):
+        PIIFinding("EMAIL", 0, 1, 0.9).type = "PHONE"  # type: ignore[misc]
+
+
+def test_hand_written_held_out_prompts() -> None:
+    caught = sum(scan(t).contains_pii for t in HELDOUT_POSITIVE)
+    flagged = [t for t in HELDOUT_NEGATIVE if scan(t).contains_pii]
+    assert caught >= 0.9 * len(HELDOUT_POSITIVE)
+    assert len(flagged) <= 2, flagged
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts_with_pii())
+def test_generated_pii_in_random_text_is_always_flagged(case: tuple[str, str]) -> None:
+    text, _kind = case
+    assert scan(text).contains_pii, text
+
+
+@settings(max_examples=100, deadline=None)
+@given(pii_values())
+def test_generated_pii_is_reported_under_its_own_type(pair: tuple[str, str]) -> None:
+    kind, value = pair
+    if kind == "BANK_ACCOUNT" and "sort code" not in value:
+        # A bare "account number 12345678" may equally read as a phone; flagged either way.
+        assert scan(value).contains_pii
+        return
+    assert kind in scan(value).types, value
+
+
+# --- targets measured on the shared public data (skipped where ../shared/data is absent) ----------------
+
+
+def _require_data() -> None:
+    if not DATA.is_dir():
+        pytest.skip(f"shared data not found at {DATA}: PII targets not measured")
+
+
+@pytest.fixture(scope="module")
+def presidio_recall() -> dict[str, tuple[int, int]]:
+    _require_data()
+    from bench.classify import pii_recall
+
+    return pii_recall()
+
+
+def test_structured_pii_recall_target(presidio_recall: dict[str, tuple[int, int]]) -> None:
+    caught, total = presidio_recall["contact/financial/government/IP"]
+    assert caught / total >= 0.995
+
+
+def test_person_and_address_recall_target(presidio_recall: dict[str, tuple[int, int]]) -> None:
+    caught, total = presidio_recall["PERSON or STREET_ADDRESS"]
+    assert caught / total >= 0.95
+
+
+def test_false_positive_target_on_clean_prompts() -> None:
+    _require_data()
+    from bench.classify import false_positives
+
+    flagged, total, _ = false_positives()
+    assert flagged / total <= 0.05
