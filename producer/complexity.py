@@ -225,6 +225,16 @@ _ASKS: tuple[tuple[re.Pattern[str], float], ...] = (
         35.0,
     ),
 )
+#: Unit words each of _ASKS needs (same order): a cheap prefilter before the regex.
+_ASK_KEYWORDS: tuple[tuple[str, ...], ...] = (
+    ("word",),
+    ("page",),
+    ("chapter",),
+    ("paragraph", "section"),
+    ("sentence", "bullet", "lines", "tweet"),
+    ("examples", "ideas", "options", "items", "questions", "tips", "steps", "points", "reasons", "names",
+     "titles", "headlines"),
+)
 _LIMIT = re.compile(
     r"(?:fewer|less|no more|not more|under|at most|maximum of|max\.?|up to|within)\s+(?:than\s+)?"
     + _COUNT
@@ -274,6 +284,19 @@ _KINDS: tuple[tuple[re.Pattern[str], int], ...] = (
         -1,
     ),
 )
+#: Literal words each of _KINDS needs (same order): substring tests in C gate the slower regexes.
+#: tests/unit/test_complexity.py checks that no match of a pattern lacks its keywords.
+_KIND_KEYWORDS: tuple[tuple[str, ...], ...] = (
+    ("novel", "book", "screenplay", "chapter", "thesis", "paper", "comprehensive", "in-depth", "long"),
+    ("essay", "report", "article", "blog post", "story", "speech", "proposal", "lesson plan", "business plan",
+     "guide", "tutorial", "newsletter", "case study"),
+    ("cover letter", "script", "story", "essay", "report", "article"),
+    ("```", "implement", "write", "code", "refactor"),
+    ("explain", "describe", "discuss", "analy", "compare", "plan", "outline", "why", "how"),
+    ("email", "letter", "poem", "summar", "paragraph", "description", "rewrite", "rephrase", "translate"),
+    ("how many", "how much", "calculate", "what is the", "solve"),
+)
+_SHORT_KEYWORDS = ("one word", "one sentence", "briefly", "concise", "short answer", "yes or no", "only ")
 _SHORT = re.compile(
     r"\bone (?:word|sentence)\b|\bbriefly\b|\bconcise(?:ly)?\b|\bshort answer\b|\byes or no\b|"
     r"\bonly (?:the|answer|output|return)"
@@ -291,15 +314,18 @@ def expected_output_tokens(text: str, max_tokens: int | None) -> int:
     # As for the score, a long document is read at its head and tail, where the instructions sit.
     lowered = (text if len(text) <= _SAMPLE else text[: _SAMPLE - 1000] + "\n" + text[-1000:]).lower()
     expected: float | None = None
-    for pattern, words_per_unit in _ASKS:
+    for (pattern, words_per_unit), keywords in zip(_ASKS, _ASK_KEYWORDS, strict=True):
+        # A substring test runs in C; the regex only where its unit word occurs at all.
+        if not any(k in lowered for k in keywords):
+            continue
         m = pattern.search(lowered)
         if m is not None:
             expected = _count(m.group(1)) * words_per_unit * _TOKENS_PER_WORD
             break
-    limit = _LIMIT.search(lowered)
+    limit = _LIMIT.search(lowered) if "word" in lowered else None
     if expected is None:
-        for pattern, tokens in _KINDS:
-            if pattern.search(lowered):
+        for (pattern, tokens), keywords in zip(_KINDS, _KIND_KEYWORDS, strict=True):
+            if any(k in lowered for k in keywords) and pattern.search(lowered):
                 # Word problems: GPT-4's worked answers on GSM8K run ~48 + 0.23/char + 3.7/quantity tokens.
                 estimate = 48 + 0.23 * len(lowered) + 3.7 * len(_NUMBER.findall(lowered))
                 expected = float(tokens) if tokens > 0 else min(estimate, 1000.0)
@@ -307,7 +333,7 @@ def expected_output_tokens(text: str, max_tokens: int | None) -> int:
         else:
             # Plain questions: answers run roughly as long as a short paragraph, longer for longer prompts.
             expected = 120.0 + min(len(text) / CHARS_PER_TOKEN, 400.0) * 0.5
-        if _SHORT.search(lowered):
+        if any(k in lowered for k in _SHORT_KEYWORDS) and _SHORT.search(lowered):
             expected = min(expected, 80.0)
     if limit is not None:
         expected = min(expected, _count(limit.group(1)) * _TOKENS_PER_WORD)

@@ -136,3 +136,22 @@ def test_gsm8k_answer_lengths_are_estimated_in_the_right_range() -> None:
     real = sorted(len(r[STRONG + "_response"]) / 3.6 for r in rows)
     median_est, median_real = estimates[len(rows) // 2], real[len(rows) // 2]
     assert 0.67 <= median_est / median_real <= 1.5
+
+
+def test_keyword_gates_never_hide_a_match() -> None:
+    """The substring gates in front of the regexes must admit every text the regex would match."""
+    from producer import complexity as c
+    from switchyard.workload import generate
+
+    samples = [j["prompt"].lower() for j in generate(400)] + [
+        "write a 3000-word essay on canals", "draft a 10-page report", "implement a function in code",
+        "briefly explain why the sky is blue", "how many apples", "please rewrite this email",
+        "write the novel chapter now", "a comprehensive guide", "```python\nx=1\n```", "in 5 bullet points",
+        "give me 10 examples", "answer in one word only", "in at most 200 words", "yes or no?",
+    ]
+    gates = [*zip(c._ASKS, c._ASK_KEYWORDS, strict=True), *zip(c._KINDS, c._KIND_KEYWORDS, strict=True),
+             ((c._SHORT, 0), c._SHORT_KEYWORDS)]
+    for (pattern, _), keywords in gates:
+        for text in samples:
+            if pattern.search(text):
+                assert any(k in text for k in keywords), (pattern.pattern[:40], text[:80])
