@@ -84,9 +84,10 @@ def build(settings: Settings) -> dict[str, Any]:
         # If the broker connection drops, running tasks' messages will be redelivered anyway (acks_late):
         # stop them rather than finish work whose ack cannot be delivered.
         "worker_cancel_long_running_tasks_on_connection_loss": True,
-        # On SIGTERM, finish in-flight jobs for up to this long, then hand the rest back to the queue.
+        # On SIGTERM (remapped to a cold shutdown by `switchyard worker`), in-flight jobs get this long to
+        # finish; then the worker stops and their messages go back to the queue (kombu restores a closing
+        # channel's unacknowledged messages). An idle worker stops at once.
         "worker_soft_shutdown_timeout": 30.0,
-        "worker_enable_soft_shutdown_on_idle": True,
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
         "broker_pool_limit": 20,

@@ -156,6 +156,10 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    # SIGTERM (what supervisors and Kubernetes send) becomes Celery's cold shutdown with its soft-shutdown
+    # window: in-flight jobs get worker_soft_shutdown_timeout to finish, the rest go back to the queue.
+    # A plain warm shutdown would wait for every job, however long. billiard reads this at import time.
+    os.environ.setdefault("REMAP_SIGTERM", "SIGQUIT")
     from workers.worker import WorkerOptions, WorkerProcess
 
     settings = connected_settings()

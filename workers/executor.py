@@ -25,6 +25,7 @@ from switchyard.errors import (
     FatalError,
     JobAttemptsExhausted,
     PIIPolicyViolation,
+    ProviderError,
     ProviderRateLimited,
     RetryableError,
     SwitchyardError,
@@ -73,8 +74,10 @@ class Executor:
         self.lease_s = self.spec.timeout_s * (3 if not self.spec.self_hosted else 1) + 30
 
     # ------------------------------------------------------------------------------------------------
-    def execute(self, job_id: uuid.UUID, retries: int = 0) -> Action:
-        claim = self.recorder.claim(job_id, lease_s=self.lease_s)
+    def execute(self, job_id: uuid.UUID, retries: int = 0, redelivered: bool = False) -> Action:
+        """Run one delivery. ``redelivered``: the broker gave this message back (its worker died or shut
+        down), so a job still marked running is taken over at once instead of after its lease."""
+        claim = self.recorder.claim(job_id, lease_s=0 if redelivered else self.lease_s)
         if claim is None:
             return Action("skip", detail="final or owned")  # a redelivery of a finished or running job
         if claim.model != self.model:
@@ -145,9 +148,12 @@ class Executor:
             result = self.runner.generate(request, timeout=self.spec.timeout_s)
         except SwitchyardError as exc:
             if self.limiter is not None:
-                self.limiter.release(reservation)  # never sent, or refused: it does not count
                 if isinstance(exc, ProviderRateLimited):
+                    self.limiter.release(reservation)  # refused by the provider: it did not count it
                     self.limiter.penalize(exc.retry_after or 1.0)  # slow every process down
+                elif not isinstance(exc, ProviderError):
+                    self.limiter.release(reservation)  # never reached the provider
+                # Any other provider answer (5xx, 4xx, timeout) may have been counted: keep the charge.
             if self.circuit is not None:
                 self.circuit.record(exc)  # only 5xx, timeouts and connection errors count
             raise

@@ -1,7 +1,7 @@
 -- Global sliding-window limiter for one model: requests per window AND tokens per window.
 -- Runs atomically inside Redis; every time comes from the server's clock (TIME), never from a worker's.
 --
--- KEYS[1]  ZSET  reservation id -> admission time (server microseconds); the sliding-window log
+-- KEYS[1]  ZSET  reservation id -> admission time, then answer time once settled (server us); the log
 -- KEYS[2]  HASH  reservation id -> tokens currently charged (estimate, then the settled real count)
 -- KEYS[3]  STR   sum of KEYS[2], kept incrementally so admission is not O(window) on every call
 -- KEYS[4]  STR   "blocked until" (server microseconds), set by provider 429 feedback
@@ -120,6 +120,10 @@ elseif op == 'settle' then
   if not old then return {0} end
   redis.call('HSET', tok_key, id, actual)
   redis.call('INCRBY', total_key, actual - tonumber(old))
+  -- Re-stamp the request at its answer: the provider counted it at arrival, which can be well after our
+  -- admission (a new connection, a busy event loop), but never after the answer. Counting it from here
+  -- means the next window's requests can never reach the provider while it still counts this one.
+  redis.call('ZADD', log_key, 'XX', now, id)
   return {1}
 
 elseif op == 'release' then

@@ -46,10 +46,17 @@ needs the same margin) and would waste the first window; the log allows a burst 
 provider's own window allows too. Tokens use the same span, keyed on the same admission time, so the same
 argument holds.
 
+The margin alone is not enough for the first requests after a start: measured here (bench/rate_limit.py),
+a worker thread's first call can reach the provider 1.5 s after its admission (a new connection), so the
+next window's requests, admitted a span later and arriving fast, met the provider still counting those
+stragglers: 7-36 429s at the first refill. ``settle`` therefore also *re-stamps* the request at its answer:
+the provider counted it at arrival, never after the answer, so counting it from the answer can only err on
+the safe side, by the call's latency (about 0.3 % of the rate at 200 ms).
+
 Tokens are reserved as an estimate (prompt estimate, rounded up, + max output tokens) because the real count
-is only known afterwards; ``settle`` replaces the estimate by the real count at the original admission time,
-which is when the provider counted it. While a request is in flight its over-estimate holds capacity; that
-costs ``(estimate/real - 1) * latency / span`` of the token rate (under 1 % for sub-second latencies). An
+is only known afterwards; ``settle`` replaces the estimate by the real count. While a request is in flight
+its over-estimate holds capacity; that costs ``(estimate/real - 1) * latency / span`` of the token rate
+(under 1 % for sub-second latencies). An
 estimate *below* the real count cannot be undone afterwards; settle charges the real count so later
 admissions wait.
 

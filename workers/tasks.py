@@ -18,7 +18,8 @@ def register(app: Celery, executor: Callable[[], Executor], on_engine_dead: Call
     @app.task(name=RUN_JOB_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None,
               ignore_result=True)
     def run_job(self: Task, job_id: str) -> str:
-        action = executor().execute(uuid.UUID(job_id), self.request.retries)
+        redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+        action = executor().execute(uuid.UUID(job_id), self.request.retries, redelivered=redelivered)
         if action.kind == "retry":
             # Not autoretry_for: that ignores Retry-After. The countdown honours the provider's wait.
             raise self.retry(countdown=action.countdown, max_retries=None)

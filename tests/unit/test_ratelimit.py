@@ -121,6 +121,19 @@ def test_settle_to_more_tokens_charges_the_real_count(make_limiter: MakeLimiter)
     assert limiter.reserve("b", 1).reason == "tpm"
 
 
+def test_settle_restamps_the_request_at_its_answer(make_limiter: MakeLimiter) -> None:
+    """A slow first call must count from its answer: the provider may have counted it that late."""
+    limiter = make_limiter(rpm=1)
+    assert limiter.reserve("slow", 10).admitted
+    time.sleep(0.5)  # the call reaches the provider late and answers now
+    answered = time.monotonic()
+    assert limiter.settle("slow", 10)
+    refused = limiter.reserve("next", 10)
+    assert refused.reason == "rpm"
+    # Without the re-stamp the wait would be about SPAN - 0.5.
+    assert refused.wait_s == pytest.approx(SPAN - (time.monotonic() - answered), abs=TOL)
+
+
 def test_release_uncounts_the_request_and_its_tokens(make_limiter: MakeLimiter) -> None:
     limiter = make_limiter(rpm=1, tpm=100)
     assert limiter.reserve("a", 100).admitted
