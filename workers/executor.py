@@ -149,11 +149,15 @@ class Executor:
         except SwitchyardError as exc:
             if self.limiter is not None:
                 if isinstance(exc, ProviderRateLimited):
-                    self.limiter.release(reservation)  # refused by the provider: it did not count it
-                    self.limiter.penalize(exc.retry_after or 1.0)  # slow every process down
-                elif not isinstance(exc, ProviderError):
+                    # Providers count refused requests too (OpenAI: "unsuccessful requests contribute to your
+                    # per-minute limit"): keep the request, drop its tokens, slow every process down.
+                    self.limiter.settle(reservation, 0)
+                    self.limiter.penalize(exc.retry_after or 1.0)
+                elif isinstance(exc, ProviderError):
+                    # Answered with an error (5xx, 4xx, timeout): it may have counted in full.
+                    self.limiter.settle(reservation, prompt_tokens + max_tokens)
+                else:
                     self.limiter.release(reservation)  # never reached the provider
-                # Any other provider answer (5xx, 4xx, timeout) may have been counted: keep the charge.
             if self.circuit is not None:
                 self.circuit.record(exc)  # only 5xx, timeouts and connection errors count
             raise

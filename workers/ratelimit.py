@@ -22,8 +22,8 @@ the request goes out -- the client already built, so little runs between admissi
         raise
     limiter.settle(rid, result.prompt_tokens + result.completion_tokens)
 
-A request that reached the provider and failed is settled (with 0, or the tokens the provider reports), not
-released: the provider counted it.
+A request that reached the provider and failed is settled (with 0 after a 429; with its estimate after any other
+error, since the provider may have counted it in full), not released: the provider counted it.
 
 ``reserve`` either admits or says how long until enough capacity frees (the moment the blocking admission
 leaves the window), so waiting callers sleep exactly that long (plus a few ms of jitter) instead of polling.
