@@ -4,332 +4,44 @@ One :class:`SimulatedAPIServer` serves one wire dialect (OpenAI or Anthropic, se
 stdlib threaded HTTP server is enough: one thread per connection, HTTP/1.1 keep-alive with Content-Length,
 and everything the tests need to observe is in memory and guarded by locks.
 """
-
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import socket
 import threading
 import time
-from abc import ABC, abstractmethod
-from collections import deque
 from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from switchyard.localapi.faults import Fault, FaultPlan, RequestLog, RequestRecord
+from switchyard.localapi.limits import WINDOW_S, LimitSnapshot, SlidingWindowLimiter
+from switchyard.localapi.protocol import (
+    MALFORMED_KINDS,
+    PROMPT_HEAD_CHARS,
+    SIMULATED_HEADER,
+    Completion,
+    Dialect,
+    DialectError,
+    ParsedCall,
+    prompt_hash,
+    prompt_texts,
+    prompt_tokens_of,
+    simulate,
+)
+
+__all__ = [  # re-exported: the dialect modules and tests import them from here
+    "MALFORMED_KINDS", "SIMULATED_HEADER", "WINDOW_S", "Completion", "Dialect", "DialectError", "Fault",
+    "FaultPlan", "LimitSnapshot", "ParsedCall", "RequestLog", "RequestRecord", "SimulatedAPIServer",
+    "SlidingWindowLimiter", "prompt_hash", "prompt_texts", "prompt_tokens_of", "simulate",
+]
+
 log = logging.getLogger(__name__)
 
-SIMULATED_HEADER = "x-switchyard-simulated"
-WINDOW_S = 60.0
-PROMPT_HEAD_CHARS = 24
-MALFORMED_KINDS = ("non_json", "html", "wrong_shape")
-
-
-def prompt_hash(text: str) -> str:
-    """The hash under which the request log remembers a prompt or one message's text."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-# --- what a model call asks for, and what the simulator answers --------------------------------------------
-
-
-def prompt_texts(body: Any) -> list[str]:
-    """The texts of a chat request, system prompt first: both dialects put text in the same places."""
-    if not isinstance(body, dict):
-        return []
-    parts = [body["system"]] if body.get("system") is not None else []
-    messages = body.get("messages")
-    parts += [m.get("content") for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
-    return [_text_of(p) for p in parts]
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # OpenAI content parts / Anthropic content blocks
-        return "\n".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return ""
-
-
-@dataclass(frozen=True, slots=True)
-class ParsedCall:
-    """A valid model request, reduced to what the simulator needs."""
-
-    model: str
-    texts: list[str]
-    max_tokens: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Completion:
-    """The simulated answer, computed on arrival so that TPM counts its real size."""
-
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    truncated: bool  # stopped by max_tokens or the context window
-
-
-def prompt_tokens_of(texts: list[str]) -> int:
-    """The simulator's prompt token count: about 4 characters a token."""
-    return max(1, math.ceil(len("\n".join(texts)) / 4))
-
-
-def simulate(call: ParsedCall, *, context_window: int | None = None) -> Completion:
-    """Deterministic text and usage: prompt ≈ chars/4, completion = min(max_tokens, f(prompt))."""
-    joined = "\n".join(call.texts)
-    prompt_tokens = prompt_tokens_of(call.texts)
-    natural = 8 + int(prompt_hash(joined)[:8], 16) % 57  # 8..64 tokens, stable per prompt
-    cap = natural if call.max_tokens is None else call.max_tokens
-    if context_window is not None:
-        cap = min(cap, max(1, context_window - prompt_tokens))
-    completion_tokens = max(1, min(natural, cap))
-    prefix = f"[simulated {call.model}]"  # simulated output says so wherever it ends up
-    words = " ".join(f"tok{i}" for i in range(completion_tokens))
-    text = f"{prefix} {words}"[: max(len(prefix), completion_tokens * 4)]
-    return Completion(text, prompt_tokens, completion_tokens, truncated=completion_tokens < natural)
-
-
-class DialectError(Exception):
-    """A request the dialect rejects, rendered in that dialect's error format."""
-
-    def __init__(self, status: int, message: str, *, code: str | None = None, param: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.code, self.param = status, message, code, param
-
-
-class Dialect(ABC):
-    """One provider's wire format; see openai_server.py and anthropic_server.py."""
-
-    name: str
-    base_path: str  # appended to the server URL to give the SDK's base_url
-    completion_path: str
-    models_path: str
-    request_id_header: str
-
-    @abstractmethod
-    def parse(self, body: Any, headers: Mapping[str, str], context_window: int | None) -> ParsedCall:
-        """Validate a model request; raise DialectError as the real API would."""
-
-    @abstractmethod
-    def success_body(self, call: ParsedCall, done: Completion) -> dict[str, Any]: ...
-
-    @abstractmethod
-    def error_body(self, status: int, message: str, request_id: str, *, code: str | None = None,
-                   param: str | None = None, kind: str | None = None) -> dict[str, Any]: ...
-
-    @abstractmethod
-    def limit_headers(self, snap: LimitSnapshot) -> dict[str, str]: ...
-
-    @abstractmethod
-    def models_body(self, models: list[str]) -> dict[str, Any]: ...
-
-    @abstractmethod
-    def new_request_id(self) -> str: ...
-
-    def wrong_shape_body(self, call: ParsedCall) -> dict[str, Any]:
-        """Valid JSON that is not the expected object (what a misconfigured proxy might send)."""
-        return {"object": "unexpected", "model": call.model, "note": "[simulated] malformed response"}
-
-
-# --- sliding-window RPM/TPM limiter ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class LimitSnapshot:
-    requests_limit: int | None
-    requests_remaining: int | None
-    requests_reset_s: float  # until the oldest admitted request leaves the window
-    tokens_limit: int | None
-    tokens_remaining: int | None
-    tokens_reset_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class Admission:
-    ok: bool
-    snapshot: LimitSnapshot
-    retry_after_s: float = 0.0
-    exhausted: str | None = None  # "requests" | "tokens"
-
-
-class SlidingWindowLimiter:
-    """RPM and TPM over a sliding window; a request costs its prompt + completion tokens when it arrives.
-
-    Rejected requests do not consume the window, so a client that honours Retry-After gets in on time.
-    """
-
-    def __init__(self, rpm: int | None = None, tpm: int | None = None, *, window_s: float = WINDOW_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._lock = threading.Lock()
-        self._events: deque[tuple[float, int]] = deque()
-        self._tokens = 0
-        self._window, self._clock = window_s, clock
-        self.rpm, self.tpm = rpm, tpm
-
-    def configure(self, rpm: int | None, tpm: int | None) -> None:
-        with self._lock:
-            self.rpm, self.tpm = rpm, tpm
-
-    def clear(self) -> None:
-        with self._lock:
-            self._events.clear()
-            self._tokens = 0
-
-    def admit(self, tokens: int) -> Admission:
-        with self._lock:
-            now = self._clock()
-            self._expire(now)
-            wait_r = self._wait_requests(now)
-            wait_t = self._wait_tokens(now, tokens)
-            if wait_r > 0 or wait_t > 0:
-                kind = "requests" if wait_r >= wait_t else "tokens"
-                return Admission(False, self._snapshot(now), max(wait_r, wait_t), kind)
-            self._events.append((now, tokens))
-            self._tokens += tokens
-            return Admission(True, self._snapshot(now))
-
-    def snapshot(self) -> LimitSnapshot:
-        with self._lock:
-            now = self._clock()
-            self._expire(now)
-            return self._snapshot(now)
-
-    def _expire(self, now: float) -> None:
-        while self._events and self._events[0][0] <= now - self._window:
-            self._tokens -= self._events.popleft()[1]
-
-    def _wait_requests(self, now: float) -> float:
-        if self.rpm is None or len(self._events) < self.rpm:
-            return 0.0
-        if self.rpm <= 0:
-            return self._window
-        # len - rpm + 1 admitted requests must leave the window; the last of them is at index len - rpm.
-        return self._events[len(self._events) - self.rpm][0] + self._window - now
-
-    def _wait_tokens(self, now: float, tokens: int) -> float:
-        if self.tpm is None or self._tokens + tokens <= self.tpm:
-            return 0.0
-        if tokens > self.tpm:
-            return self._window  # can never fit; the real APIs answer 429 here too
-        freed = 0
-        for t, n in self._events:
-            freed += n
-            if self._tokens - freed + tokens <= self.tpm:
-                return t + self._window - now
-        return self._window
-
-    def _snapshot(self, now: float) -> LimitSnapshot:
-        reset = self._events[0][0] + self._window - now if self._events else 0.0
-        return LimitSnapshot(
-            self.rpm, None if self.rpm is None else max(0, self.rpm - len(self._events)), reset,
-            self.tpm, None if self.tpm is None else max(0, self.tpm - self._tokens), reset,
-        )
-
-
-# --- faults ----------------------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Fault:
-    kind: str  # "status" | "drop" | "malformed" | "delay"
-    count: int
-    status: int = 500
-    retry_after: float | None = None
-    message: str | None = None
-    malformed: str = "non_json"
-    delay_s: float = 0.0
-
-
-class FaultPlan:
-    """Faults queued for the next model requests (first in, first used) plus a standing delay."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._queue: deque[Fault] = deque()
-        self.delay_s = 0.0
-
-    def add(self, fault: Fault) -> None:
-        if fault.count < 1:
-            raise ValueError("count must be >= 1")
-        if fault.kind == "malformed" and fault.malformed not in MALFORMED_KINDS:
-            raise ValueError(f"malformed kind must be one of {MALFORMED_KINDS}")
-        with self._lock:
-            self._queue.append(fault)
-
-    def set_delay(self, seconds: float) -> None:
-        with self._lock:
-            self.delay_s = max(0.0, seconds)
-
-    def reset(self) -> None:
-        with self._lock:
-            self._queue.clear()
-            self.delay_s = 0.0
-
-    def take(self) -> tuple[Fault | None, float]:
-        """The fault for this request (if any) and how long to hold the response."""
-        with self._lock:
-            if not self._queue:
-                return None, self.delay_s
-            fault = self._queue[0]
-            fault.count -= 1
-            if fault.count <= 0:
-                self._queue.popleft()
-            return fault, self.delay_s + fault.delay_s
-
-    def pending(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [asdict(f) for f in self._queue]
-
-
-# --- request log -----------------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class RequestRecord:
-    time: float
-    method: str
-    path: str
-    model: str | None = None
-    prompt_sha256: str | None = None  # of the whole prompt: every text joined by "\n"
-    message_sha256: list[str] = field(default_factory=list)  # of each message's text
-    prompt_head: str = ""
-    status: int | None = None  # None: the connection was dropped without a response
-    outcome: str = ""  # ok | rate_limited | fault | dropped | malformed | rejected
-    request_id: str | None = None
-
-
-class RequestLog:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._records: list[RequestRecord] = []
-
-    def add(self, record: RequestRecord) -> None:
-        with self._lock:
-            self._records.append(record)
-
-    def records(self) -> list[RequestRecord]:
-        with self._lock:
-            return list(self._records)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._records.clear()
-
-    def count_status(self, status: int) -> int:
-        with self._lock:
-            return sum(1 for r in self._records if r.status == status)
-
-    def saw_prompt(self, text: str) -> bool:
-        """True if a request carried exactly this prompt, or this text as one of its messages."""
-        digest = prompt_hash(text)
-        with self._lock:
-            return any(digest == r.prompt_sha256 or digest in r.message_sha256 for r in self._records)
 
 
 # --- HTTP ------------------------------------------------------------------------------------------------
