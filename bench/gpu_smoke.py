@@ -56,8 +56,12 @@ def check_environment() -> str | None:
     """Why this machine cannot run the smoke test, or None."""
     # NVML answers is_available() without initialising CUDA in this process (which would break forks).
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
-    for module, why in (("torch", "torch"), ("vllm", "vllm"), ("transformers", "transformers"),
-                        ("tokenizers", "tokenizers")):
+    for module, why in (
+        ("torch", "torch"),
+        ("vllm", "vllm"),
+        ("transformers", "transformers"),
+        ("tokenizers", "tokenizers"),
+    ):
         try:
             importlib.import_module(module)
         except ImportError:
@@ -78,19 +82,31 @@ def build_tiny_model(out: Path) -> Path:
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=512, special_tokens=SPECIALS, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=512,
+        special_tokens=SPECIALS,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     bpe.train_from_iterator(SENTENCES * 50, trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|begin_of_text|>",
-                                        eos_token="<|eot_id|>", pad_token="<|end_of_text|>")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>", pad_token="<|end_of_text|>"
+    )
     tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.save_pretrained(out)
 
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=256, intermediate_size=512, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,  # head_dim 64
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
+        vocab_size=len(tokenizer),
+        hidden_size=256,
+        intermediate_size=512,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,  # head_dim 64
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
     )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config).to(torch.float16)  # stays on the CPU: no CUDA in this process
@@ -111,39 +127,48 @@ def run_direct(model_dir: Path, args: argparse.Namespace) -> bool:
     from workers.engines.vllm_local import InProcessVLLMBackend, VLLMEngineConfig
 
     config = VLLMEngineConfig(
-        served_model=MODEL, model_path=str(model_dir), tensor_parallel_size=1,
-        gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=2048, max_num_seqs=64,
-        dtype="float16", extra={"enforce_eager": not args.cuda_graphs},
+        served_model=MODEL,
+        model_path=str(model_dir),
+        tensor_parallel_size=1,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        max_model_len=2048,
+        max_num_seqs=64,
+        dtype="float16",
+        extra={"enforce_eager": not args.cuda_graphs},
     )
     runner = BackendRunner(InProcessVLLMBackend(config), name="gpu-smoke")
     load_s = runner.start(timeout=900)
     print(f"engine ready in {load_s:.1f} s")
     ok = True
     try:
+
         def request(i: int, max_tokens: int) -> GenerationRequest:
             messages = [{"role": "user", "content": f"{SENTENCES[i % len(SENTENCES)]} (job {i})"}]
-            return GenerationRequest(f"smoke-{i}", messages, max_tokens=max_tokens, temperature=0.8,
-                                     extra={"ignore_eos": True, "seed": i})
+            return GenerationRequest(
+                f"smoke-{i}", messages, max_tokens=max_tokens, temperature=0.8, extra={"ignore_eos": True, "seed": i}
+            )
 
         t0 = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(args.concurrency) as pool:  # like Celery's task threads
-            results = list(pool.map(lambda i: runner.generate(request(i, args.max_tokens), timeout=300),
-                                    range(args.requests)))
+            results = list(
+                pool.map(lambda i: runner.generate(request(i, args.max_tokens), timeout=300), range(args.requests))
+            )
         wall = time.perf_counter() - t0
         tokens = sum(r.completion_tokens for r in results)
         latencies = [r.inference_s for r in results]
-        print(f"{len(results)} requests, {tokens} completion tokens in {wall:.2f} s: "
-              f"{tokens / wall:,.0f} tok/s, P50 {_percentile(latencies, 50) * 1000:.0f} ms, "
-              f"P95 {_percentile(latencies, 95) * 1000:.0f} ms")
+        print(
+            f"{len(results)} requests, {tokens} completion tokens in {wall:.2f} s: "
+            f"{tokens / wall:,.0f} tok/s, P50 {_percentile(latencies, 50) * 1000:.0f} ms, "
+            f"P95 {_percentile(latencies, 95) * 1000:.0f} ms"
+        )
         checks = {
-            "every request got exactly max_tokens tokens": all(
-                r.completion_tokens == args.max_tokens for r in results),
+            "every request got exactly max_tokens tokens": all(r.completion_tokens == args.max_tokens for r in results),
             "finish_reason is 'length' (ignore_eos)": all(r.finish_reason == "length" for r in results),
             "prompt tokens counted by the engine": all(r.prompt_tokens > 10 for r in results),
             "not simulated, model name reported": all(not r.simulated and r.model == MODEL for r in results),
             "0 <= TTFT <= latency": all(
-                r.time_to_first_token_s is not None and 0 <= r.time_to_first_token_s <= r.inference_s
-                for r in results),
+                r.time_to_first_token_s is not None and 0 <= r.time_to_first_token_s <= r.inference_s for r in results
+            ),
         }
         try:
             runner.generate(request(10_000, 4000), timeout=60)
@@ -193,14 +218,24 @@ def run_worker(model_dir: Path, args: argparse.Namespace, workdir: Path) -> bool
     subprocess.run([cli, "db", "upgrade"], check=True)
     log_path = workdir / "worker.log"
     with log_path.open("wb") as log:
-        worker = subprocess.Popen([cli, "worker", MODEL, "--engine", "vllm", "--model-path", str(model_dir)],
-                                  stdout=log, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            [cli, "worker", MODEL, "--engine", "vllm", "--model-path", str(model_dir)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         from producer import Client
 
         client = Client()
-        jobs = [{"custom_id": f"smoke-{i}", "model": MODEL, "max_tokens": args.max_tokens,
-                 "prompt": f"{SENTENCES[i % len(SENTENCES)]} (job {i})"} for i in range(args.requests)]
+        jobs = [
+            {
+                "custom_id": f"smoke-{i}",
+                "model": MODEL,
+                "max_tokens": args.max_tokens,
+                "prompt": f"{SENTENCES[i % len(SENTENCES)]} (job {i})",
+            }
+            for i in range(args.requests)
+        ]
         t0 = time.perf_counter()
         batch = client.submit_many(jobs)
         client.wait(batch, timeout=900)  # includes the engine's load time
@@ -227,8 +262,10 @@ def _report_worker_results(results: list[Any], wall: float, worker_status: int |
     rows = [r.model_dump() if hasattr(r, "model_dump") else dict(r) for r in results]
     done = [r for r in rows if r.get("error") is None and r.get("response")]
     tokens = sum((r["response"].get("body", {}).get("usage") or {}).get("completion_tokens", 0) for r in done)
-    print(f"{len(done)}/{len(rows)} jobs succeeded, {tokens} completion tokens in {wall:.1f} s "
-          f"(including engine start-up): {tokens / wall:,.0f} tok/s")
+    print(
+        f"{len(done)}/{len(rows)} jobs succeeded, {tokens} completion tokens in {wall:.1f} s "
+        f"(including engine start-up): {tokens / wall:,.0f} tok/s"
+    )
     checks = {
         "every job succeeded": len(done) == len(rows) > 0,
         "served by the real engine": all((r.get("switchyard") or {}).get("simulated") is False for r in done),

@@ -42,8 +42,10 @@ def write_file(path: Path, lines: int, kb: float, seed: int = 3) -> None:
                 w = rng.choice(WORDS)
                 words.append(w)
                 size += len(w) + 1
-            fh.write(json.dumps({"custom_id": f"doc-{i}", "prompt": "Summarise: " + " ".join(words),
-                                 "max_tokens": 200}) + "\n")
+            fh.write(
+                json.dumps({"custom_id": f"doc-{i}", "prompt": "Summarise: " + " ".join(words), "max_tokens": 200})
+                + "\n"
+            )
 
 
 def main() -> int:
@@ -54,10 +56,16 @@ def main() -> int:
     base = Settings.from_env()
     tmp = Path(tempfile.mkdtemp(prefix="sy-submit-"))
     os.chmod(tmp, 0o755)
-    broker = base.broker_url.rsplit("/", 1)[0] + "/12" if base.broker_url else services.start_embedded_redis(
-        tmp / "redis", persistent=False)
-    admin = (base.database_url.rsplit("/", 1)[0] + "/postgres" if base.database_url
-             else services.start_embedded_postgres(tmp / "pg", database="postgres"))
+    broker = (
+        base.broker_url.rsplit("/", 1)[0] + "/12"
+        if base.broker_url
+        else services.start_embedded_redis(tmp / "redis", persistent=False)
+    )
+    admin = (
+        base.database_url.rsplit("/", 1)[0] + "/postgres"
+        if base.database_url
+        else services.start_embedded_postgres(tmp / "pg", database="postgres")
+    )
     dbname = f"sy_submit_{uuid.uuid4().hex[:6]}"
     services.ensure_database(admin, dbname)
     database = admin.rsplit("/", 1)[0] + f"/{dbname}" + (("?" + admin.split("?", 1)[1]) if "?" in admin else "")
@@ -71,8 +79,12 @@ def main() -> int:
     env = dict(os.environ, SWITCHYARD_BROKER_URL=broker, SWITCHYARD_DATABASE_URL=database)
     try:
         started = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "switchyard.cli", "submit", str(src), "-q"], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "switchyard.cli", "submit", str(src), "-q"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         main_proc = psutil.Process(proc.pid)
         peak_main = peak_tree = 0
         while proc.poll() is None:
@@ -89,10 +101,11 @@ def main() -> int:
             print(err.decode())
             return 1
         print(f"file: {args.lines:,} lines, {src.stat().st_size / 1e6:.1f} MB")
-        print(f"switchyard submit: {elapsed:.1f}s wall = {args.lines / elapsed:,.0f} jobs/s "
-              "(whole command: start-up, validation pass, classification, Postgres, publish)")
-        print(f"peak RSS: {peak_main / 1e6:.0f} MB submit process; {peak_tree / 1e6:.0f} MB with its classifier "
-              "pool")
+        print(
+            f"switchyard submit: {elapsed:.1f}s wall = {args.lines / elapsed:,.0f} jobs/s "
+            "(whole command: start-up, validation pass, classification, Postgres, publish)"
+        )
+        print(f"peak RSS: {peak_main / 1e6:.0f} MB submit process; {peak_tree / 1e6:.0f} MB with its classifier pool")
         print(err.decode().strip())
     finally:
         r.flushdb()
