@@ -78,8 +78,8 @@ def build(settings: Settings) -> dict[str, Any]:
         "task_routes": {RUN_JOB_TASK: {"queue": catalog.routing.default_model}},
         "task_default_priority": redis_priority(0),
         "task_queue_max_priority": 9,
-        # Events feed Flower's task and worker views.
-        "worker_send_task_events": True,
+        # Per-task events feed Flower's task views; off by default (they cost worker CPU on every job).
+        "worker_send_task_events": settings.catalog.task_events,
         "task_send_sent_event": False,
         # If the broker connection drops, running tasks' messages will be redelivered anyway (acks_late):
         # stop them rather than finish work whose ack cannot be delivered.

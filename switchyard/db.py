@@ -12,10 +12,14 @@ log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=8)
-def get_engine(url: str, pool_size: int = 10) -> Engine:
-    """One pooled engine per URL and process. ``pool_pre_ping`` survives a database restart."""
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
-                         future=True)
+def get_engine(url: str, pool_size: int = 10, pre_ping: bool = True) -> Engine:
+    """One pooled engine per URL and process.
+
+    ``pre_ping`` checks a connection before each use, so a database restart costs nothing; hot paths (a worker
+    writing two statements per job) turn it off and treat a dropped connection as a retryable job error
+    instead (SQLAlchemy then replaces the pool's connections).
+    """
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping)
 
 
 def alembic_config(url: str):  # -> alembic.config.Config

@@ -14,10 +14,11 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, or_, select, update
+from psycopg.types.json import Jsonb
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from schemas.tables import DeadLetter, Job, LedgerEntry, Result
+from schemas.tables import DeadLetter, Job, Result
 from switchyard.budget import Budgets
 
 
@@ -64,6 +65,37 @@ class Outcome:
     self_hosted: bool
 
 
+# Plain SQL, prepared once: SQLAlchemy's statement building cost more CPU per job than the database did.
+_CLAIM = """
+UPDATE jobs SET state = 'running', attempts = attempts + 1, claimed_at = now(),
+       started_at = coalesce(started_at, now())
+WHERE id = %(id)s AND (state = 'queued' OR (state = 'running' AND claimed_at < now() - %(lease)s))
+RETURNING id, batch_id, custom_id, model, attempts, request, tenant, contains_pii, route_rule, route_reason,
+          prompt_tokens_estimate, enqueued_at, parent_id, chunk_index, now()
+"""
+_SUCCEED = """
+WITH result AS (
+  INSERT INTO results (job_id, model, backend, status_code, request_id, body, simulated, worker, attempt)
+  VALUES (%(job_id)s, %(model)s, %(backend)s, 200, %(request_id)s, %(body)s, %(simulated)s, %(worker)s,
+          %(attempt)s)
+  ON CONFLICT (job_id) DO NOTHING RETURNING job_id
+), ledger AS (
+  INSERT INTO ledger_entries (job_id, batch_id, tenant, model, provider, self_hosted, simulated, route_rule,
+    input_tokens, output_tokens, input_usd_per_mtok, output_usd_per_mtok, gpu_seconds, cost_usd, baseline_usd,
+    queue_wait_ms, inference_ms, latency_ms, succeeded)
+  SELECT job_id, %(batch_id)s, %(tenant)s, %(model)s, %(provider)s, %(self_hosted)s, %(simulated)s,
+    %(route_rule)s, %(input_tokens)s, %(output_tokens)s, %(input_usd_per_mtok)s, %(output_usd_per_mtok)s,
+    %(gpu_seconds)s, %(cost_usd)s, %(baseline_usd)s, %(queue_wait_ms)s, %(inference_ms)s, %(latency_ms)s, true
+  FROM result
+  ON CONFLICT (job_id) DO NOTHING
+), job AS (
+  UPDATE jobs SET state = 'succeeded', finished_at = now(), error_code = NULL, error_message = NULL
+  WHERE id IN (SELECT job_id FROM result)
+)
+SELECT job_id FROM result
+"""
+
+
 class Recorder:
     def __init__(self, engine: Engine, worker_name: str) -> None:
         self.engine = engine
@@ -75,40 +107,31 @@ class Recorder:
         A job already running is taken over only when its lease (the model's timeout, with a margin) has
         passed: its worker died. A duplicate message for a job that is running fine is skipped.
         """
-        stale = func.now() - timedelta(seconds=lease_s)
-        stmt = (update(Job).where(Job.id == job_id, or_(Job.state == "queued",
-                                                         and_(Job.state == "running", Job.claimed_at < stale)))
-                .values(state="running", attempts=Job.attempts + 1, claimed_at=func.now(),
-                        started_at=func.coalesce(Job.started_at, func.now()))
-                .returning(Job.id, Job.batch_id, Job.custom_id, Job.model, Job.attempts, Job.request, Job.tenant,
-                           Job.contains_pii, Job.route_rule, Job.route_reason, Job.prompt_tokens_estimate,
-                           Job.enqueued_at, Job.parent_id, Job.chunk_index, func.now()))
         with self.engine.begin() as conn:
-            row = conn.execute(stmt).first()
+            row = conn.exec_driver_sql(_CLAIM, {"id": job_id, "lease": timedelta(seconds=lease_s)}).first()
         return Claim(*row) if row else None
 
     def succeed(self, claim: Claim, out: Outcome) -> bool:
-        """Record the result, ledger entry and final state once. False if another delivery got there first."""
+        """Record the result, ledger entry and final state once. False if another delivery got there first.
+
+        One statement, one round trip (this runs for every job on the GPU workers' hot path); each insert is
+        guarded by the job's unique key, so a redelivered job changes nothing.
+        """
+        params = {
+            "job_id": claim.job_id, "batch_id": claim.batch_id, "tenant": claim.tenant, "model": claim.model,
+            "backend": out.backend, "request_id": out.request_id, "body": Jsonb(out.body),
+            "simulated": out.simulated, "worker": self.worker_name, "attempt": claim.attempts,
+            "provider": out.provider, "self_hosted": out.self_hosted, "route_rule": claim.route_rule,
+            "input_tokens": out.input_tokens, "output_tokens": out.output_tokens,
+            "input_usd_per_mtok": out.input_usd_per_mtok, "output_usd_per_mtok": out.output_usd_per_mtok,
+            "gpu_seconds": out.gpu_seconds, "cost_usd": out.cost_usd, "baseline_usd": out.baseline_usd,
+            "queue_wait_ms": out.queue_wait_ms, "inference_ms": out.inference_ms, "latency_ms": out.latency_ms,
+        }
         with self.engine.begin() as conn:
-            inserted = conn.execute(insert(Result).values(
-                job_id=claim.job_id, model=claim.model, backend=out.backend, status_code=200,
-                request_id=out.request_id, body=out.body, simulated=out.simulated, worker=self.worker_name,
-                attempt=claim.attempts).on_conflict_do_nothing(index_elements=[Result.job_id])
-                .returning(Result.job_id)).first()
-            if inserted is None:
-                return False
-            conn.execute(insert(LedgerEntry).values(
-                job_id=claim.job_id, batch_id=claim.batch_id, tenant=claim.tenant, model=claim.model,
-                provider=out.provider, self_hosted=out.self_hosted, simulated=out.simulated,
-                route_rule=claim.route_rule, input_tokens=out.input_tokens, output_tokens=out.output_tokens,
-                input_usd_per_mtok=out.input_usd_per_mtok, output_usd_per_mtok=out.output_usd_per_mtok,
-                gpu_seconds=out.gpu_seconds, cost_usd=out.cost_usd, baseline_usd=out.baseline_usd,
-                queue_wait_ms=out.queue_wait_ms, inference_ms=out.inference_ms, latency_ms=out.latency_ms,
-            ).on_conflict_do_nothing(index_elements=[LedgerEntry.job_id]))
-            conn.execute(update(Job).where(Job.id == claim.job_id)
-                         .values(state="succeeded", finished_at=func.now(), error_code=None, error_message=None))
-            Budgets.settle(conn, claim.job_id, out.cost_usd)
-        return True
+            recorded = conn.exec_driver_sql(_SUCCEED, params).first() is not None
+            if recorded and not out.self_hosted:
+                Budgets.settle(conn, claim.job_id, out.cost_usd)  # only commercial calls hold budget
+        return recorded
 
     def fail(self, claim: Claim, code: str, message: str, *, backend: str, dead: bool = False,
              payload: dict[str, Any] | None = None) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from celery import Celery, Task
 from celery.exceptions import Reject
+from sqlalchemy.exc import DBAPIError
 
 from celeryconfig import RUN_JOB_TASK
 from workers.executor import Executor
@@ -19,7 +20,13 @@ def register(app: Celery, executor: Callable[[], Executor], on_engine_dead: Call
               ignore_result=True)
     def run_job(self: Task, job_id: str) -> str:
         redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
-        action = executor().execute(uuid.UUID(job_id), self.request.retries, redelivered=redelivered)
+        try:
+            action = executor().execute(uuid.UUID(job_id), self.request.retries, redelivered=redelivered)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            # The database restarted or the connection dropped: the pool is already replaced; run it again.
+            raise self.retry(countdown=1.0, max_retries=None) from exc
         if action.kind == "retry":
             # Not autoretry_for: that ignores Retry-After. The countdown honours the provider's wait.
             raise self.retry(countdown=action.countdown, max_retries=None)
