@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 
 from producer import complexity, pii
@@ -44,12 +44,21 @@ class ClassifierPool:
         self._pool: ProcessPoolExecutor | None = None
 
     def classify(self, items: Sequence[Item]) -> list[Read]:
+        return self.start(items)()
+
+    def start(self, items: Sequence[Item]) -> Callable[[], list[Read]]:
+        """Begin classifying ``items`` in the pool; the returned function waits for the reads, in order.
+
+        The submitter starts the next chunk here before recording the current one, so the pool and the
+        parent's database and broker work overlap.
+        """
         if self.processes < 2 or len(items) < SLICE * 2:
-            return classify_texts(items)
+            reads = classify_texts(items)
+            return lambda: reads
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
-        slices = [items[i : i + SLICE] for i in range(0, len(items), SLICE)]
-        return [read for part in self._pool.map(classify_texts, slices) for read in part]
+        futures = [self._pool.submit(classify_texts, items[i : i + SLICE]) for i in range(0, len(items), SLICE)]
+        return lambda: [read for f in futures for read in f.result()]
 
     def close(self) -> None:
         if self._pool is not None:

@@ -109,6 +109,29 @@ class Submitter:
                 pool.close()
         return report
 
+    def _decided(
+        self, chunks: Iterable[list[tuple[int, InferenceJob]]], pool: ClassifierPool | None
+    ) -> Iterator[tuple[list[tuple[int, InferenceJob]], list[RouteDecision]]]:
+        """Each chunk with its routing decisions; with a pool, the next chunk is classified meanwhile."""
+        if pool is None:
+            for chunk in chunks:
+                yield chunk, [self.router.route(job) for _, job in chunk]
+            return
+        pending: tuple[list[tuple[int, InferenceJob]], Callable[[], list[Any]]] | None = None
+        for chunk in chunks:
+            started = pool.start([(job.text, job.max_tokens) for _, job in chunk])
+            if pending is not None:
+                yield pending[0], self._decide(*pending)
+            pending = (chunk, started)
+        if pending is not None:
+            yield pending[0], self._decide(*pending)
+
+    def _decide(self, chunk: list[tuple[int, InferenceJob]], reads: Callable[[], list[Any]]) -> list[RouteDecision]:
+        return [
+            self.router.decide(job, Signals(r[0], r[1], r[2], r[3], estimate_messages_tokens(job.messages_as_dicts())))
+            for (_, job), r in zip(chunk, reads(), strict=True)
+        ]
+
     def _submit_chunks(
         self,
         jobs: Iterable[tuple[int, InferenceJob]],
@@ -117,19 +140,9 @@ class Submitter:
         pool: ClassifierPool | None,
         progress: Callable[[int], None] | None,
     ) -> None:
-        for chunk in _chunks(jobs, self.chunk):
+        for chunk, decisions in self._decided(_chunks(jobs, self.chunk), pool):
             rows: list[dict[str, Any]] = []
             splits: dict[uuid.UUID, SplitPlan] = {}
-            if pool is not None:
-                reads = pool.classify([(job.text, job.max_tokens) for _, job in chunk])
-                decisions = [
-                    self.router.decide(
-                        job, Signals(r[0], r[1], r[2], r[3], estimate_messages_tokens(job.messages_as_dicts()))
-                    )
-                    for (_, job), r in zip(chunk, reads, strict=True)
-                ]
-            else:
-                decisions = [self.router.route(job) for _, job in chunk]
             for (seq, job), decision in zip(chunk, decisions, strict=True):
                 row = store.job_row(batch_id, seq, job, decision, self.catalog)
                 plan = self._split_plan(row, decision)
