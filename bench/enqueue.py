@@ -12,21 +12,19 @@ a producer built on it would cost).
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _scratch  # noqa: E402
 import redis  # noqa: E402
 
 from producer.client import Client  # noqa: E402
-from switchyard import services  # noqa: E402
-from switchyard.db import upgrade  # noqa: E402
 from switchyard.settings import Settings  # noqa: E402
 
 WORDS = [
@@ -77,25 +75,8 @@ def main() -> int:
     args = ap.parse_args()
 
     base = Settings.from_env()
-    tmp = Path(tempfile.mkdtemp(prefix="sy-bench-"))
-    os.chmod(tmp, 0o755)
-    broker = base.broker_url
-    if broker:
-        broker = broker.rsplit("/", 1)[0] + "/11"
-    else:
-        broker = services.start_embedded_redis(tmp / "redis", persistent=False)
-    admin = base.database_url
-    if admin:
-        admin = admin.rsplit("/", 1)[0] + "/postgres"
-    else:
-        admin = services.start_embedded_postgres(tmp / "pg", database="postgres")
-    dbname = f"sy_bench_{uuid.uuid4().hex[:6]}"
-    services.ensure_database(admin, dbname)
-    database = admin.rsplit("/", 1)[0] + f"/{dbname}" + (("?" + admin.split("?", 1)[1]) if "?" in admin else "")
-    upgrade(database)
-    r = redis.Redis.from_url(broker)
-    r.flushdb()
-    try:
+    with _scratch.scratch_services("enqueue", 11) as (broker, database, _):
+        r = redis.Redis.from_url(broker)
         jobs = make_jobs(args.jobs)
         kb = sum(len(j["prompt"]) for j in jobs) / len(jobs) / 1024
         client = Client(broker_url=broker, database_url=database, settings=base)
@@ -129,9 +110,6 @@ def main() -> int:
         )
         print(f"apply_async loop            (publish only, {n} jobs):             {loop_rate:,.0f} jobs/s")
         print(f"ratio: {submit_rate / loop_rate:.1f}x")
-    finally:
-        r.flushdb()
-        services.drop_database(admin, dbname)
     return 0
 
 

@@ -55,22 +55,20 @@ import time
 import uuid
 import warnings
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _scratch  # noqa: E402
 import psutil  # noqa: E402
-import redis  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from producer.client import Client  # noqa: E402
 from schemas.tables import Batch, Job, LedgerEntry  # noqa: E402
-from switchyard import services  # noqa: E402
-from switchyard.db import get_engine, upgrade  # noqa: E402
+from switchyard.db import get_engine  # noqa: E402
 from switchyard.settings import Settings  # noqa: E402
 from tests.workerproc import READY, worker_env  # noqa: E402
 from workers.engines.base import GenerationRequest  # noqa: E402
@@ -141,46 +139,8 @@ class Bench:
 # --- services ---------------------------------------------------------------------------------------------------
 
 
-def _with_path(url: str, path: str) -> str:
-    """``url`` with its path (Redis db number, database name) replaced; the query (socket dir) kept."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{path}", parts.query, parts.fragment))
-
-
-@contextmanager
-def scratch_services() -> Iterator[tuple[str, str, str | None]]:
-    """(broker URL, database URL, embedded PostgreSQL data dir or None); everything removed on exit."""
-    base = Settings.from_env()
-    tmp = Path(tempfile.mkdtemp(prefix="sy-gpu-bench-"))
-    os.chmod(tmp, 0o755)  # embedded PostgreSQL runs as its own user when we are root
-    try:
-        if base.broker_url:
-            broker = _with_path(base.broker_url, str(SCRATCH_REDIS_DB))
-        else:
-            broker = services.start_embedded_redis(tmp / "redis", persistent=False)
-        if base.database_url:
-            admin = _with_path(base.database_url, "postgres")
-        else:
-            admin = services.start_embedded_postgres(tmp / "pg", database="postgres")
-        dbname = f"sy_gpu_bench_{uuid.uuid4().hex[:6]}"
-        services.ensure_database(admin, dbname)
-        database = _with_path(admin, dbname)
-        r = redis.Redis.from_url(broker)
-        try:
-            upgrade(database)
-            r.flushdb()
-            yield broker, database, None if base.database_url else str(tmp / "pg")
-        finally:
-            get_engine(database).dispose()
-            r.flushdb()
-            r.close()
-            services.drop_database(admin, dbname)
-    finally:
-        if not base.broker_url:
-            services.stop_embedded_redis(tmp / "redis")
-        if not base.database_url:
-            services.stop_embedded_postgres(tmp / "pg")
-        shutil.rmtree(tmp, ignore_errors=True)
+def scratch_services() -> Any:
+    return _scratch.scratch_services("gpu_bench", SCRATCH_REDIS_DB)
 
 
 def postgres_cpu_s(pgdata: str | None) -> float | None:

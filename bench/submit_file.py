@@ -14,20 +14,19 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from switchyard import services  # noqa: E402
-from switchyard.db import upgrade  # noqa: E402
-from switchyard.settings import Settings  # noqa: E402
+import _scratch  # noqa: E402
 
 WORDS = "invoice shipment forecast revenue policy contract delivery warehouse budget review region".split()
 
@@ -53,27 +52,12 @@ def main() -> int:
     ap.add_argument("--lines", type=int, default=100_000)
     ap.add_argument("--kb", type=float, default=1.0, help="prompt size per job")
     args = ap.parse_args()
-    base = Settings.from_env()
-    tmp = Path(tempfile.mkdtemp(prefix="sy-submit-"))
-    os.chmod(tmp, 0o755)
-    broker = (
-        base.broker_url.rsplit("/", 1)[0] + "/12"
-        if base.broker_url
-        else services.start_embedded_redis(tmp / "redis", persistent=False)
-    )
-    admin = (
-        base.database_url.rsplit("/", 1)[0] + "/postgres"
-        if base.database_url
-        else services.start_embedded_postgres(tmp / "pg", database="postgres")
-    )
-    dbname = f"sy_submit_{uuid.uuid4().hex[:6]}"
-    services.ensure_database(admin, dbname)
-    database = admin.rsplit("/", 1)[0] + f"/{dbname}" + (("?" + admin.split("?", 1)[1]) if "?" in admin else "")
-    upgrade(database)
-    import redis
+    with _scratch.scratch_services("submit", 12) as (broker, database, _):
+        return run(args, broker, database)
 
-    r = redis.Redis.from_url(broker)
-    r.flushdb()
+
+def run(args: argparse.Namespace, broker: str, database: str) -> int:
+    tmp = Path(tempfile.mkdtemp(prefix="sy-submit-file-"))
     src = tmp / "jobs.jsonl"
     write_file(src, args.lines, args.kb)
     env = dict(os.environ, SWITCHYARD_BROKER_URL=broker, SWITCHYARD_DATABASE_URL=database)
@@ -108,8 +92,7 @@ def main() -> int:
         print(f"peak RSS: {peak_main / 1e6:.0f} MB submit process; {peak_tree / 1e6:.0f} MB with its classifier pool")
         print(err.decode().strip())
     finally:
-        r.flushdb()
-        services.drop_database(admin, dbname)
+        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
