@@ -14,6 +14,10 @@ from switchyard.catalog import Catalog, load_catalog
 
 
 def _default_state_dir() -> Path:
+    # As root, embedded PostgreSQL runs as its own unprivileged user and opens up every directory above its
+    # data to reach it: keep that away from /root.
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/switchyard")
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "switchyard"
 
