@@ -152,6 +152,9 @@ class WorkerProcess:
 
         def stop() -> None:
             time.sleep(0.5)  # let the other in-flight tasks reject their messages too
+            # Nothing in flight can finish on a dead engine: skip the soft-shutdown wait (Celery sleeps its
+            # whole length whenever a request is still active) and hand everything back at once.
+            self.app.conf.worker_soft_shutdown_timeout = 0.0
             os.kill(os.getpid(), signal.SIGTERM)
 
         threading.Thread(target=stop, name="engine-dead-shutdown", daemon=True).start()
