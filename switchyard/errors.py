@@ -168,7 +168,7 @@ class CircuitOpenError(RetryableError):
     code = "circuit_open"
 
 
-class ProviderNotConfigured(FatalError):
+class ProviderNotConfigured(ConfigError):
     """A real worker for a commercial model was started without an API key."""
 
     code = "provider_not_configured"

@@ -125,3 +125,9 @@ def test_resubmit_after_an_interrupted_submit_enqueues_only_what_is_missing(
     assert _depth(clean_redis) == 1000
     with get_engine(db).connect() as conn:
         assert conn.execute(select(func.count()).select_from(Job)).scalar() == 1000
+
+
+def test_a_real_commercial_worker_without_a_key_is_refused(env: dict[str, str]) -> None:
+    out = run(["worker", "gpt-4-turbo"], {k: v for k, v in env.items() if not k.startswith("OPENAI_")})
+    assert out.returncode == 2
+    assert "no API key" in out.stderr and "OPENAI_API_KEY" in out.stderr
