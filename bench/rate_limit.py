@@ -53,6 +53,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
 import redis  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
@@ -77,31 +78,7 @@ def note(text: str) -> None:
     print(f"[{time.monotonic() - T_START:6.1f}s] {text}", file=sys.stderr, flush=True)
 
 
-WORDS = (
-    "report",
-    "invoice",
-    "quarterly",
-    "customer",
-    "shipment",
-    "analysis",
-    "forecast",
-    "revenue",
-    "policy",
-    "summary",
-    "section",
-    "table",
-    "contract",
-    "delivery",
-    "schedule",
-    "warehouse",
-    "region",
-    "growth",
-    "budget",
-    "review",
-    "meeting",
-    "notes",
-    "draft",
-)
+from enqueue import WORDS  # noqa: E402  (the same business vocabulary as the enqueue bench)
 
 
 def make_jobs(n: int, chars: int, max_tokens: int, seed: int = 11) -> list[dict[str, Any]]:

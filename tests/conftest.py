@@ -133,3 +133,14 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"public labelled data not found at {SHARED_DATA} (it lives beside the repository)")
     return SHARED_DATA
+
+
+@pytest.fixture
+def client(db: str, clean_redis: str) -> Iterator[object]:
+    """A Client on the test services with the built-in catalog (test modules override it with their own)."""
+    from producer.client import Client
+    from switchyard.settings import Settings
+
+    c = Client(broker_url=clean_redis, database_url=db, settings=Settings.from_env({}))
+    yield c
+    c.close()

@@ -12,7 +12,6 @@ from sqlalchemy import func, select
 from producer.client import Client
 from schemas.tables import Job, LedgerEntry
 from switchyard.db import get_engine
-from switchyard.settings import Settings
 from tests.workerproc import WorkerHandle, start_worker, worker_env
 
 PARAGRAPH = ("The tenant shall keep the premises in good repair and shall not make alterations without the "
@@ -20,13 +19,6 @@ PARAGRAPH = ("The tenant shall keep the premises in good repair and shall not ma
 # A contract with a named person: PII keeps it on llama-3-70b (8,192 tokens), so it must be split.
 CONTRACT = "Summarise this tenancy agreement for Maria Gonzalez, tenant, DOB 1984-03-02.\n\n" + "\n\n".join(
     f"Clause {i}. " + PARAGRAPH * 6 for i in range(60))
-
-
-@pytest.fixture
-def client(db: str, clean_redis: str) -> Iterator[Client]:
-    c = Client(broker_url=clean_redis, database_url=db, settings=Settings.from_env({}))
-    yield c
-    c.close()
 
 
 @pytest.fixture

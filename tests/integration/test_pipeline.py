@@ -13,7 +13,6 @@ from producer.client import Client
 from producer.queues import queue_depths
 from schemas.tables import LedgerEntry, Result
 from switchyard.db import get_engine
-from switchyard.settings import Settings
 from tests.workerproc import WorkerHandle, start_worker, worker_env
 
 SIMPLE = "What is the capital of France?"
@@ -24,13 +23,6 @@ MEDIUM = ("Summarise the main differences between renewable and non-renewable en
 def _jobs(n: int) -> list[dict[str, object]]:
     return [{"custom_id": f"job-{i}", "prompt": SIMPLE if i % 2 else MEDIUM, "max_tokens": 48,
              "metadata": {"i": i}} for i in range(n)]
-
-
-@pytest.fixture
-def client(db: str, clean_redis: str) -> Iterator[Client]:
-    c = Client(broker_url=clean_redis, database_url=db, settings=Settings.from_env({}))
-    yield c
-    c.close()
 
 
 @pytest.fixture
