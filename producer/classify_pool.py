@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 
-from producer import complexity, pii
+from producer import complexity, output_length, pii
 
 #: Below this many jobs a submission classifies inline.
 MIN_JOBS_FOR_POOL = 5000
@@ -32,7 +32,7 @@ def classify_texts(items: Sequence[Item]) -> list[Read]:
                 report.contains_pii,
                 tuple(report.types),
                 complexity.complexity_score(text),
-                complexity.expected_output_tokens(text, max_tokens),
+                output_length.expected_output_tokens(text, max_tokens),
             )
         )
     return out

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from producer import complexity, pii
+from producer import complexity, output_length, pii
 from schemas.jobs import InferenceJob
 from schemas.routing import RouteDecision, RouteRule
 from switchyard.catalog import Catalog
@@ -40,7 +40,7 @@ def read_signals(job: InferenceJob) -> Signals:
         contains_pii=report.contains_pii,
         pii_types=tuple(report.types),
         complexity=complexity.complexity_score(text),
-        expected_output_tokens=complexity.expected_output_tokens(text, job.max_tokens),
+        expected_output_tokens=output_length.expected_output_tokens(text, job.max_tokens),
         prompt_tokens=estimate_messages_tokens(job.messages_as_dicts()),
     )
 

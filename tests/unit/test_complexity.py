@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from producer.complexity import complexity_score, expected_output_tokens
+from producer.complexity import complexity_score
+from producer.output_length import expected_output_tokens
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -140,7 +141,7 @@ def test_gsm8k_answer_lengths_are_estimated_in_the_right_range() -> None:
 
 def test_keyword_gates_never_hide_a_match() -> None:
     """The substring gates in front of the regexes must admit every text the regex would match."""
-    from producer import complexity as c
+    from producer import output_length as c
     from switchyard.workload import generate
 
     samples = [j["prompt"].lower() for j in generate(400)] + [

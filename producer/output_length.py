@@ -1,0 +1,179 @@
+"""How long a job's answer will be, read from its prompt: offline and cheap.
+
+The router compares this with the decision record's long-output threshold (> 2000 tokens goes to the
+long-form model), and the budget reserves against it. Explicit asks ("in 3000 words", "a 10-page report")
+win; else the task's kind (write a novel chapter, an essay, code, an explanation, a rewrite, a word problem);
+``max_tokens`` caps the estimate.
+"""
+
+from __future__ import annotations
+
+import re
+
+from switchyard.tokens import CHARS_PER_TOKEN
+
+_NUMBER = re.compile(r"\d[\d.,]*")
+#: Beyond this many characters only the head and tail are read: the ask sits there.
+_SAMPLE = 3000
+
+_TOKENS_PER_WORD = 1.35
+_COUNT = (
+    r"\b(\d[\d,]*|(?:a|an)(?! \d)|one|two|three|four|five|six|seven|eight|nine|ten|twelve|fifteen|twenty|"
+    r"fifty|hundred)"
+)
+_WORDS_OF = {
+    "a": 1,
+    "an": 1,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "twelve": 12,
+    "fifteen": 15,
+    "twenty": 20,
+    "fifty": 50,
+    "hundred": 100,
+}
+#: Explicit size asks: (pattern with a count, words per unit).
+_ASKS: tuple[tuple[re.Pattern[str], float], ...] = (
+    # Words need a lead-in ("in 3000 words", "a 500-word essay"): "top-5 words" or "a word" are no size ask.
+    (
+        re.compile(
+            r"(?:\b(?:in|of|about|around|approximately|roughly|exactly|least|write|than|under|over|"
+            r"maximum|minimum|within|a|an)\s+)(\d[\d,]*|one|two|three|four|five|ten|twenty|fifty|hundred)"
+            r"[- ](?:\w+[- ]){0,2}words?\b"
+        ),
+        1.0,
+    ),
+    (re.compile(_COUNT + r"[- ](?:\w+[- ]){0,2}pages?\b"), 500.0),
+    (re.compile(_COUNT + r"[- ](?:\w+[- ]){0,2}chapters?\b"), 4000.0),
+    (re.compile(_COUNT + r"[- ](?:\w+[- ]){0,2}(?:paragraphs?|sections?)\b"), 120.0),
+    (re.compile(_COUNT + r"[- ](?:\w+[- ]){0,2}(?:sentences?|bullet points?|bullets|lines|tweets?)\b"), 20.0),
+    (
+        re.compile(
+            _COUNT + r"[- ](?:\w+[- ]){0,2}(?:examples|ideas|options|items|questions|tips|steps|points|"
+            r"reasons|names|titles|headlines)\b"
+        ),
+        35.0,
+    ),
+)
+#: Unit words each of _ASKS needs (same order): a cheap prefilter before the regex.
+_ASK_KEYWORDS: tuple[tuple[str, ...], ...] = (
+    ("word",),
+    ("page",),
+    ("chapter",),
+    ("paragraph", "section"),
+    ("sentence", "bullet", "lines", "tweet"),
+    ("examples", "ideas", "options", "items", "questions", "tips", "steps", "points", "reasons", "names",
+     "titles", "headlines"),
+)
+_LIMIT = re.compile(
+    r"(?:fewer|less|no more|not more|under|at most|maximum of|max\.?|up to|within)\s+(?:than\s+)?"
+    + _COUNT
+    + r"[- ](?:\w+[- ]){0,1}words?\b"
+)
+#: Task kinds when no size is asked: (pattern, expected output tokens). First match wins.
+_KINDS: tuple[tuple[re.Pattern[str], int], ...] = (
+    (
+        re.compile(
+            r"\b(?:write|draft|compose|create)\b[^.?!]{0,40}\b(?:novel|novella|book|screenplay|chapter|thesis|"
+            r"white ?paper)\b|\bnovel chapter|\bcomprehensive (?:guide|report)|\bin-depth report|\blong-?form"
+        ),
+        3500,
+    ),
+    # Long-form writing (an essay, a report, a story runs 1,500+ words): above 2,000 tokens, which routes to the
+    # long-form model. Only when asked to write one: "summarise this report" is short.
+    (
+        re.compile(
+            r"\b(?:write|draft|compose|create|produce|prepare|generate)\b[^.?!]{0,40}\b(?:essay|report|article|"
+            r"blog post|story|speech|proposal|lesson plan|business plan|guide|tutorial|newsletter|case study)\b"
+        ),
+        2200,
+    ),
+    (re.compile(r"\bcover letter|\bscript\b|\bstory\b|\bessay\b|\breport\b|\barticle\b"), 900),
+    (
+        re.compile(
+            r"```|\bimplement|\bwrite (?:a |an |the )?(?:\w+ )?(?:program|function|class|script|code|app|"
+            r"website|query)|\bcode\b|\brefactor"
+        ),
+        700,
+    ),
+    (
+        re.compile(
+            r"\bexplain|\bdescribe|\bdiscuss|\banaly[sz]e|\bcompare|\bplan\b|\boutline|\bwhy\b|"
+            r"\bhow (?:do|does|can|to)\b"
+        ),
+        500,
+    ),
+    (
+        re.compile(
+            r"\bemail\b|\bletter\b|\bpoem\b|\bsummar|\bparagraph\b|\bdescription\b|\brewrite|\brephrase|\btranslate"
+        ),
+        300,
+    ),
+    (
+        re.compile(r"\bhow (?:many|much)|\bcalculate|\bwhat is the (?:total|sum|value|area|probability)|\bsolve\b"),
+        -1,
+    ),
+)
+#: Literal words each of _KINDS needs (same order): substring tests in C gate the slower regexes.
+#: tests/unit/test_complexity.py checks that no match of a pattern lacks its keywords.
+_KIND_KEYWORDS: tuple[tuple[str, ...], ...] = (
+    ("novel", "book", "screenplay", "chapter", "thesis", "paper", "comprehensive", "in-depth", "long"),
+    ("essay", "report", "article", "blog post", "story", "speech", "proposal", "lesson plan", "business plan",
+     "guide", "tutorial", "newsletter", "case study"),
+    ("cover letter", "script", "story", "essay", "report", "article"),
+    ("```", "implement", "write", "code", "refactor"),
+    ("explain", "describe", "discuss", "analy", "compare", "plan", "outline", "why", "how"),
+    ("email", "letter", "poem", "summar", "paragraph", "description", "rewrite", "rephrase", "translate"),
+    ("how many", "how much", "calculate", "what is the", "solve"),
+)
+_SHORT_KEYWORDS = ("one word", "one sentence", "briefly", "concise", "short answer", "yes or no", "only ")
+_SHORT = re.compile(
+    r"\bone (?:word|sentence)\b|\bbriefly\b|\bconcise(?:ly)?\b|\bshort answer\b|\byes or no\b|"
+    r"\bonly (?:the|answer|output|return)"
+)
+
+
+def _count(token: str) -> float:
+    token = token.replace(",", "")
+    return float(token) if token.isdigit() else float(_WORDS_OF.get(token, 1))
+
+
+def expected_output_tokens(text: str, max_tokens: int | None) -> int:
+    """Expected completion tokens for ``text``: explicit asks first, else the task's kind; capped by
+    ``max_tokens`` when given."""
+    # As for the score, a long document is read at its head and tail, where the instructions sit.
+    lowered = (text if len(text) <= _SAMPLE else text[: _SAMPLE - 1000] + "\n" + text[-1000:]).lower()
+    expected: float | None = None
+    for (pattern, words_per_unit), keywords in zip(_ASKS, _ASK_KEYWORDS, strict=True):
+        # A substring test runs in C; the regex only where its unit word occurs at all.
+        if not any(k in lowered for k in keywords):
+            continue
+        m = pattern.search(lowered)
+        if m is not None:
+            expected = _count(m.group(1)) * words_per_unit * _TOKENS_PER_WORD
+            break
+    limit = _LIMIT.search(lowered) if "word" in lowered else None
+    if expected is None:
+        for (pattern, tokens), keywords in zip(_KINDS, _KIND_KEYWORDS, strict=True):
+            if any(k in lowered for k in keywords) and pattern.search(lowered):
+                # Word problems: GPT-4's worked answers on GSM8K run ~48 + 0.23/char + 3.7/quantity tokens.
+                estimate = 48 + 0.23 * len(lowered) + 3.7 * len(_NUMBER.findall(lowered))
+                expected = float(tokens) if tokens > 0 else min(estimate, 1000.0)
+                break
+        else:
+            # Plain questions: answers run roughly as long as a short paragraph, longer for longer prompts.
+            expected = 120.0 + min(len(text) / CHARS_PER_TOKEN, 400.0) * 0.5
+        if any(k in lowered for k in _SHORT_KEYWORDS) and _SHORT.search(lowered):
+            expected = min(expected, 80.0)
+    if limit is not None:
+        expected = min(expected, _count(limit.group(1)) * _TOKENS_PER_WORD)
+    tokens = max(1, int(expected))
+    return min(tokens, max_tokens) if max_tokens is not None and max_tokens > 0 else tokens
