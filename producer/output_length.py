@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from producer.prefilter import Gate
 from switchyard.tokens import CHARS_PER_TOKEN
 
 _NUMBER = re.compile(r"\d[\d.,]*")
@@ -146,24 +147,40 @@ def _count(token: str) -> float:
     return float(token) if token.isdigit() else float(_WORDS_OF.get(token, 1))
 
 
+# One Hyperscan pass over the lower-cased prompt says which of the patterns above can match at all (see
+# producer.prefilter); the keyword tests stand in where it cannot decide.
+_GATE = Gate(
+    [(f"ask{i}", p.pattern, False) for i, (p, _) in enumerate(_ASKS)]
+    + [(f"kind{i}", p.pattern, False) for i, (p, _) in enumerate(_KINDS)]
+    + [("limit", _LIMIT.pattern, False), ("short", _SHORT.pattern, False)]
+)
+
+
+def _may(fired: set[str] | None, name: str, keywords: tuple[str, ...], lowered: str) -> bool:
+    """Whether the pattern called ``name`` can match: from the gate, else from its keywords (in C)."""
+    if fired is not None:
+        return name in fired
+    return any(k in lowered for k in keywords)
+
+
 def expected_output_tokens(text: str, max_tokens: int | None) -> int:
     """Expected completion tokens for ``text``: explicit asks first, else the task's kind; capped by
     ``max_tokens`` when given."""
     # As for the score, a long document is read at its head and tail, where the instructions sit.
     lowered = (text if len(text) <= _SAMPLE else text[: _SAMPLE - 1000] + "\n" + text[-1000:]).lower()
+    fired = _GATE.fired(lowered)
     expected: float | None = None
-    for (pattern, words_per_unit), keywords in zip(_ASKS, _ASK_KEYWORDS, strict=True):
-        # A substring test runs in C; the regex only where its unit word occurs at all.
-        if not any(k in lowered for k in keywords):
+    for i, ((pattern, words_per_unit), keywords) in enumerate(zip(_ASKS, _ASK_KEYWORDS, strict=True)):
+        if not _may(fired, f"ask{i}", keywords, lowered):
             continue
         m = pattern.search(lowered)
         if m is not None:
             expected = _count(m.group(1)) * words_per_unit * _TOKENS_PER_WORD
             break
-    limit = _LIMIT.search(lowered) if "word" in lowered else None
+    limit = _LIMIT.search(lowered) if _may(fired, "limit", ("word",), lowered) else None
     if expected is None:
-        for (pattern, tokens), keywords in zip(_KINDS, _KIND_KEYWORDS, strict=True):
-            if any(k in lowered for k in keywords) and pattern.search(lowered):
+        for i, ((pattern, tokens), keywords) in enumerate(zip(_KINDS, _KIND_KEYWORDS, strict=True)):
+            if _may(fired, f"kind{i}", keywords, lowered) and pattern.search(lowered):
                 # Word problems: GPT-4's worked answers on GSM8K run ~48 + 0.23/char + 3.7/quantity tokens.
                 estimate = 48 + 0.23 * len(lowered) + 3.7 * len(_NUMBER.findall(lowered))
                 expected = float(tokens) if tokens > 0 else min(estimate, 1000.0)
@@ -171,7 +188,7 @@ def expected_output_tokens(text: str, max_tokens: int | None) -> int:
         else:
             # Plain questions: answers run roughly as long as a short paragraph, longer for longer prompts.
             expected = 120.0 + min(len(text) / CHARS_PER_TOKEN, 400.0) * 0.5
-        if any(k in lowered for k in _SHORT_KEYWORDS) and _SHORT.search(lowered):
+        if _may(fired, "short", _SHORT_KEYWORDS, lowered) and _SHORT.search(lowered):
             expected = min(expected, 80.0)
     if limit is not None:
         expected = min(expected, _count(limit.group(1)) * _TOKENS_PER_WORD)

@@ -13,10 +13,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from producer import pii_address, pii_patterns, pii_secrets
 from producer.pii_address import find_addresses
 from producer.pii_names import find_persons, is_word_problem
 from producer.pii_patterns import find_dob, find_emails, find_ipv6, find_numbers
 from producer.pii_secrets import find_secrets
+from producer.prefilter import Gate
 
 Hit = tuple[str, int, int, float]
 
@@ -43,19 +45,32 @@ _CLEAN = PIIReport(False, ())
 _CAPITALISED = re.compile(r"[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]|[A-Z]{2}")
 
 
-def _hits(text: str) -> list[Hit]:
+_GATE = Gate([*pii_secrets.TRIGGERS, *pii_patterns.TRIGGERS, *pii_address.TRIGGERS, ("digit", "[0-9]", False)])
+_ALL = None
+
+
+def _hits(text: str, gated: bool = True) -> list[Hit]:
+    # Which detectors can find anything here, from one pass (None: all of them; see producer.prefilter).
+    fired = _GATE.fired(text) if gated else _ALL
     # Shared once per call: the lower-cased text (keyword checks), whether there are capitals at all, and
     # whether the text is a word problem (names there are placeholders).
     lowered = text.lower()
     # Capitalisation is evidence only where it is used: text whose only capital is "I" is read as lower case.
     has_upper = lowered != text and _CAPITALISED.search(text) is not None
-    quant = is_word_problem(text, lowered)
-    hits = find_secrets(text, lowered)
-    hits += find_emails(text, lowered)
-    hits += find_numbers(text, lowered)
-    hits += find_dob(text, lowered)
-    hits += find_ipv6(text, lowered)
-    hits += find_addresses(text, lowered, has_upper)
+    hits: list[Hit] = []
+    if fired is None or "secrets" in fired:
+        hits += find_secrets(text, lowered)
+    if fired is None or "emails" in fired:
+        hits += find_emails(text, lowered)
+    if fired is None or "numbers" in fired:
+        hits += find_numbers(text, lowered)
+    if fired is None or "dob" in fired:
+        hits += find_dob(text, lowered)
+    if fired is None or "ipv6" in fired:
+        hits += find_ipv6(text, lowered)
+    if fired is None or "addresses" in fired:
+        hits += find_addresses(text, lowered, has_upper)
+    quant = is_word_problem(text, lowered, None if fired is None else "digit" in fired)
     hits += find_persons(text, lowered, has_upper, quant)
     return hits
 
@@ -70,8 +85,9 @@ def scan(text: str) -> PIIReport:
     return PIIReport(True, tuple(sorted(types)))
 
 
-def find(text: str) -> list[PIIFinding]:
-    """Every finding, ordered by position: for debugging and benchmarks."""
+def find(text: str, gated: bool = True) -> list[PIIFinding]:
+    """Every finding, ordered by position: for debugging, benchmarks, and checking the prefilter
+    (``gated=False`` runs every detector)."""
     if not text:
         return []
-    return [PIIFinding(*hit) for hit in sorted(set(_hits(text)), key=lambda h: (h[1], h[2], h[0]))]
+    return [PIIFinding(*hit) for hit in sorted(set(_hits(text, gated)), key=lambda h: (h[1], h[2], h[0]))]

@@ -118,16 +118,23 @@ _THREE_NUMBERS = re.compile(r"\d\D+\d+\D+\d")
 _DIGIT = re.compile(r"\d")
 
 
-def is_word_problem(text: str, lowered: str) -> bool:
-    """Quantities and a question about them: names in such a text are placeholders, not people."""
-    if "how many" in lowered or "how much" in lowered or _THREE_NUMBERS.search(text) is not None:
+def is_word_problem(text: str, lowered: str, digits: bool | None = None) -> bool:
+    """Quantities and a question about them: names in such a text are placeholders, not people.
+
+    ``digits``: whether the text has any digit, when the caller knows (False skips three regex passes, each
+    costing more than the rest of this function).
+    """
+    if "how many" in lowered or "how much" in lowered:
+        return True
+    if digits is None:
+        digits = _DIGIT.search(text) is not None
+    if digits and _THREE_NUMBERS.search(text) is not None:
         return True
     asks = "?" in text or "calculate" in lowered or "find " in lowered or "total" in lowered
     if not asks:
         return False
-    if _TWO_NUMBERS.search(text) is not None:
+    if digits and _TWO_NUMBERS.search(text) is not None:
         return True
-    digits = _DIGIT.search(text) is not None
     return sum(map(_NUMBER_WORDS.__contains__, lowered.split())) + digits >= 2
 
 
@@ -157,6 +164,8 @@ _FAMOUS = frozenset(
 _PRONOUN_I = frozenset(
     str.split("i i'm i’m i'd i’d i'll i’ll i've i’ve hi hello hey dear thanks cheers regards sincerely signed attn cc")
 )
+# Words _judge skips at the head of a run, and so in every position of a run made only of them.
+_NEVER_A_NAME = (COMMON | _PRONOUN_I) - _TITLES
 _LOWER_WORD = re.compile(r"(?<![\w'’-])[^\W\d_]{1,40}(?:['’-](?!s\b)[^\W\d_]{1,40}){0,3}")
 
 
@@ -325,6 +334,11 @@ def find_persons(text: str, lowered: str, has_upper: bool, quant: bool) -> list[
             # A word after a label may also sit in a run: keep one match per position.
             matches = sorted({m.start(): m for m in [*labelled, *matches]}.values(), key=lambda m: m.start())
     else:
+        tokens = _CAP.findall(text)
+        # Most prose's capitalised words are all sentence openers and common words, which _judge drops
+        # whatever run they are in: tested in C (one join, lower, split and set test) before any Python loop.
+        if _NEVER_A_NAME.issuperset(" ".join(tokens).lower().split()):
+            return hits
         matches = _CAP.finditer(text)
     for run in _runs(text, matches):
         if len(run) == 1:

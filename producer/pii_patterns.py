@@ -264,6 +264,17 @@ def _classify(text: str, lowered: str, s: int, e: int) -> Hit | None:
     return None
 
 
+# For producer.prefilter: what each detector here needs before it can find anything (see find_*).
+TRIGGERS = [
+    ("emails", "@", False),
+    ("emails", r"\(at\)|\[at\]| dot ", True),
+    ("numbers", _LONG_NUM.pattern, False),
+    ("dob", r"born|birth|dob|d\.o\.b", True),
+    ("ipv6", "::", False),
+    ("ipv6", ":(?:[^:]*:){4}", False),
+]
+
+
 def find_numbers(text: str, lowered: str) -> list[Hit]:
     hits: list[Hit] = []
     for m in _LONG_NUM.finditer(text):

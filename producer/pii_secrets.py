@@ -75,6 +75,10 @@ _PHRASES: tuple[tuple[str, float, str, re.Pattern[str]], ...] = (
 
 
 _TEXT_NEEDLES = tuple(sorted({n for _, _, needles, _ in _PATTERNS for n in needles}))
+#: For :mod:`producer.prefilter`: the same substrings, found in one pass (phrases case-blind, as on ``lowered``).
+TRIGGERS = [("secrets", re.escape(n), False) for n in _TEXT_NEEDLES] + [
+    ("secrets", re.escape(key), True) for _, _, key, _ in _PHRASES
+]
 
 
 def find_secrets(text: str, lowered: str) -> list[Hit]:

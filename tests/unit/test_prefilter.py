@@ -1,0 +1,93 @@
+"""The one-pass prefilter only skips work: gated classification must equal running every detector."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from producer import output_length, pii
+from producer.prefilter import Gate
+from switchyard.workload import generate
+from tests.pii_strategies import HELDOUT_NEGATIVE, HELDOUT_POSITIVE, texts_with_pii
+
+
+def _shared_texts(shared: Path) -> Iterator[str]:
+    for row in json.loads((shared / "pii" / "presidio_synth_dataset_v2.json").read_text()):
+        yield row["full_text"]
+    for line in (shared / "complexity" / "mt_bench_questions.jsonl").read_text().splitlines():
+        yield from json.loads(line)["turns"]
+    import csv
+
+    with (shared / "complexity" / "gsm8k_responses.csv").open(newline="") as f:
+        for i, row in enumerate(csv.DictReader(f)):
+            if i % 4 == 0:  # the same prompt appears once per model; a quarter is plenty
+                yield row["prompt"]
+
+
+def _ungated_length(text: str, max_tokens: int | None) -> int:
+    gate, output_length._GATE = output_length._GATE, Gate([])
+    try:
+        output_length._GATE._broken = True  # a gate that cannot decide: the keyword tests decide
+        return output_length.expected_output_tokens(text, max_tokens)
+    finally:
+        output_length._GATE = gate
+
+
+def _assert_same(text: str) -> None:
+    assert pii.find(text) == pii.find(text, gated=False), text[:200]
+    assert output_length.expected_output_tokens(text, None) == _ungated_length(text, None), text[:200]
+
+
+def test_gate_is_compiled_here() -> None:
+    """On this platform Hyperscan is present: the fast path, not the fallback, is what the other tests check."""
+    assert pii._GATE.fired("call 555-0100 or mail a@b.co") >= {"numbers", "emails"}
+    assert pii._GATE.fired("nothing to see here") == set()
+    assert pii._GATE.fired("Grüße aus Köln") is None  # not ASCII: every detector runs
+
+
+def test_gated_equals_ungated_on_the_shared_data(shared_data: Path) -> None:
+    texts = list(_shared_texts(shared_data))
+    assert len(texts) > 1000
+    joined = "\n".join(texts)
+    # Long documents too: the 4 KB chunks mix names, numbers and questions.
+    texts += [joined[i : i + 4096] for i in range(0, min(len(joined), 400_000), 4096)]
+    for text in texts:
+        _assert_same(text)
+
+
+def test_gated_equals_ungated_on_held_out_and_the_demo_workload() -> None:
+    for text in [*HELDOUT_POSITIVE, *HELDOUT_NEGATIVE, *(j["prompt"] for j in generate(300))]:
+        _assert_same(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts_with_pii())
+def test_gated_equals_ungated_on_generated_pii(case: tuple[str, str]) -> None:
+    _, text = case
+    _assert_same(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=300))
+def test_gated_equals_ungated_on_random_ascii(text: str) -> None:
+    _assert_same(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "write a 3000-word essay on canals",
+        "Draft a 10-page report on the Q3 numbers.",
+        "answer in at most 200 words: why is the sky blue?",
+        "In five bullet points, list ideas for a team offsite.",
+        "Write the novel chapter now.",
+        "briefly: yes or no?",
+    ],
+)
+def test_size_asks_read_the_same_through_the_gate(text: str) -> None:
+    assert output_length.expected_output_tokens(text, None) == _ungated_length(text, None)
