@@ -272,7 +272,7 @@ def _judge(text: str, lowered: str, run: list[tuple[int, int, str]], quant: bool
             and a not in COMMON
             and b not in COMMON
             and not _is_sentence_start(text, start)
-            and all(w[1:].replace("-", "").islower() and w.count("-") <= 1 for _, _, w in run)
+            and all(w.count("-") <= 1 and all(p[1:].islower() for p in w.split("-")) for _, _, w in run)
         ):
             return ("PERSON", start, end, 0.4)  # two unknown capitalised words mid-sentence: "Irenke Sörös"
     # A single name: only outside maths word problems, where names are placeholders ("Janet's ducks").
