@@ -10,6 +10,7 @@ Form 2, the short form: ``{"custom_id": "doc-1", "prompt": "...", "max_tokens": 
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
@@ -88,15 +89,21 @@ class InferenceJob(BaseModel):
 
     _known_model = field_validator("model")(lambda v: _check_model(v))
 
-    @property
+    # Computed once per job (the bulk submit path reads both several times): a job is not changed after parsing.
+    @cached_property
     def text(self) -> str:
         """All message text, joined: what the classifier scans."""
         from switchyard.tokens import message_text
 
         return "\n".join(message_text(m.content) for m in self.messages)
 
-    def messages_as_dicts(self) -> list[dict[str, Any]]:
+    @cached_property
+    def message_dicts(self) -> list[dict[str, Any]]:
+        """The messages as plain dicts (shared: do not modify)."""
         return [m.model_dump(exclude_none=True) for m in self.messages]
+
+    def messages_as_dicts(self) -> list[dict[str, Any]]:
+        return self.message_dicts
 
 
 class _ShortForm(BaseModel):
