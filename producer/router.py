@@ -86,8 +86,7 @@ class Router:
         model, rule, reason = self._fit_context(job, s, model, rule, reason)
         model, rule, reason = self._overflow(s, model, rule, reason)
         assert not (s.contains_pii and not self.catalog.model(model).self_hosted), "PII routed off-site"
-        # Every field is computed here from validated inputs: constructed without a second validation.
-        return RouteDecision.model_construct(
+        return RouteDecision(
             custom_id=job.custom_id,
             model=model,
             queue=self.catalog.model(model).queue,

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
-
-from pydantic import BaseModel, ConfigDict
 
 #: Which rule decided. Reports group jobs by it ("share of jobs per route and why").
 RouteRule = Literal[
@@ -21,10 +20,13 @@ RouteRule = Literal[
 ]
 
 
-class RouteDecision(BaseModel):
-    """Where a job goes and why; the classify command prints these fields."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RouteDecision:
+    """Where a job goes and why; the classify command prints these fields.
 
-    model_config = ConfigDict(frozen=True)
+    A plain dataclass, not a pydantic model: the router builds one per job from values it computed itself
+    (nothing to validate), on the bulk submit path.
+    """
 
     custom_id: str | None = None  # the job's key, when classifying a file
     model: str  # the chosen model
