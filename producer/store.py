@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
@@ -148,28 +149,36 @@ def _copy_text(value: str) -> str:
     return value
 
 
-def _copy_value(value: Any) -> str:
-    if value is None:
-        return "\\N"
-    if value is True:
-        return "t"
-    if value is False:
-        return "f"
-    if isinstance(value, str):
-        return _copy_text(value)
-    if isinstance(value, (int, float, uuid.UUID)):
-        return str(value)
-    return _copy_text(json.dumps(value))  # JSON columns (lists and dicts)
+def _or_null(value: Any) -> str:
+    return "\\N" if value is None else str(value)
+
+
+def _json(value: Any) -> str:
+    # orjson: a tenth of json.dumps's time on a 1 KB prompt. It refuses what JSON input can still hold (an
+    # integer beyond 64 bits in metadata): the standard library takes those.
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
+def _json_or_null(value: Any) -> str:
+    return "\\N" if value is None else _copy_text(_json(value))
 
 
 def _copy_line(row: dict[str, Any]) -> str:
-    """One row in COPY's text format. Formatted here rather than by psycopg's write_row: on the bulk submit
-    path (10^5-10^6 rows) the per-value adaptation cost more than everything else the row needs."""
-    values = [row[c] for c in _COPY_KEYS]
-    return "\t".join(map(_copy_value, values)) + "\n"
-
-
-_COPY_KEYS = tuple("job_metadata" if c == "metadata" else c for c in _COPY_COLUMNS)
+    """One row in COPY's text format, in _COPY_COLUMNS order. Formatted here rather than by psycopg's
+    write_row: on the bulk submit path (10^5-10^6 rows) its per-value adaptation cost more than everything else
+    the row needs. Free text is escaped; ids, numbers and rule names cannot hold a tab or a newline."""
+    return (
+        f"{row['id']}\t{row['batch_id']}\t{_copy_text(row['custom_id'])}\t{row['seq']}\t{row['state']}\t"
+        f"{row['model']}\t{row['requested_model']}\t{row['route_rule']}\t{_copy_text(row['route_reason'])}\t"
+        f"{'t' if row['contains_pii'] else 'f'}\t{_json(row['pii_types'])}\t{row['complexity']!r}\t"
+        f"{row['expected_output_tokens']}\t{row['prompt_tokens_estimate']}\t{row['priority']}\t"
+        f"{_copy_text(row['tenant']) if row['tenant'] is not None else chr(92) + 'N'}\t"
+        f"{_copy_text(_json(row['request']))}\t{_json_or_null(row['job_metadata'])}\t{row['attempts']}\t"
+        f"{_or_null(row['parent_id'])}\t{_or_null(row['chunk_index'])}\t{_or_null(row['chunk_count'])}\n"
+    )
 
 
 def insert_jobs(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[tuple[uuid.UUID, str, int]]:

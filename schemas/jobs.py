@@ -146,6 +146,13 @@ class _BatchForm(BaseModel):
     split: StrictBool = True
 
 
+_USER = ChatMessage.model_validate
+
+
+def _job(**fields: Any) -> InferenceJob:
+    return InferenceJob.model_validate(fields)
+
+
 def _stop_list(stop: str | list[str] | None) -> list[str] | None:
     return [stop] if isinstance(stop, str) else stop
 
@@ -162,9 +169,9 @@ def parse_job(obj: Any) -> InferenceJob:
     if "body" in obj or "url" in obj or "method" in obj:
         b = _BatchForm.model_validate(obj)
         body = b.body
-        # Every field was validated by the form's model above: construct without validating twice (this is
-        # on the bulk submit path, 10^5-10^6 jobs).
-        return InferenceJob.model_construct(
+        # Validated again on purpose: in pydantic 2 a validation runs in Rust and costs less than
+        # model_construct's Python loop (this is on the bulk submit path, 10^5-10^6 jobs).
+        return _job(
             custom_id=b.custom_id, messages=body.messages,
             max_tokens=_pick_max(body.max_tokens, body.max_completion_tokens), model=body.model or "auto",
             temperature=body.temperature, top_p=body.top_p, stop=_stop_list(body.stop),
@@ -172,9 +179,9 @@ def parse_job(obj: Any) -> InferenceJob:
         )
     if "prompt" in obj:
         s = _ShortForm.model_validate(obj)
-        messages = ([ChatMessage.model_construct(role="system", content=s.system)] if s.system else [])
-        messages.append(ChatMessage.model_construct(role="user", content=s.prompt))
-        return InferenceJob.model_construct(
+        messages = [ChatMessage.model_construct(role="system", content=s.system)] if s.system else []
+        messages.append(_USER({"role": "user", "content": s.prompt}))
+        return _job(
             custom_id=s.custom_id, messages=messages,
             max_tokens=_pick_max(s.max_tokens, s.max_completion_tokens), model=s.model or "auto",
             temperature=s.temperature, top_p=s.top_p, stop=_stop_list(s.stop),
