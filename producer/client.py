@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,9 +55,17 @@ class Client:
     # --- submit ---------------------------------------------------------------------------------------
     def submit_many(self, jobs: Iterable[dict[str, Any] | InferenceJob], batch: str | None = None) -> str:
         """Validate everything, then record and enqueue; returns the batch id. Idempotent per custom_id."""
-        parsed = collect_jobs(jobs)  # raises InputError listing every problem; nothing enqueued
-        name = batch or f"batch-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-        self.last_report = self.submitter.submit(enumerate(parsed, 1), name, size_hint=len(parsed))
+        size = len(jobs) if isinstance(jobs, Sized) else None
+        pool = self.submitter.pool_for(size)
+        try:
+            if pool is not None:
+                pool.warm()  # its processes start while the jobs are validated
+            parsed = collect_jobs(jobs)  # raises InputError listing every problem; nothing enqueued
+            name = batch or f"batch-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+            self.last_report = self.submitter.submit(enumerate(parsed, 1), name, size_hint=len(parsed), pool=pool)
+        finally:
+            if pool is not None:
+                pool.close()
         return name
 
     def submit(self, job: dict[str, Any] | InferenceJob, batch: str | None = None) -> str:

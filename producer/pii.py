@@ -58,8 +58,7 @@ def _hits(text: str, gated: bool = True) -> list[Hit]:
     # Capitalisation is evidence only where it is used: text whose only capital is "I" is read as lower case.
     has_upper = lowered != text and _CAPITALISED.search(text) is not None
     hits: list[Hit] = []
-    if fired is None or "secrets" in fired:
-        hits += find_secrets(text, lowered)
+    hits += find_secrets(text, lowered, fired)
     if fired is None or "emails" in fired:
         hits += find_emails(text, lowered)
     if fired is None or "numbers" in fired:

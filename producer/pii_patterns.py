@@ -268,7 +268,12 @@ def _classify(text: str, lowered: str, s: int, e: int) -> Hit | None:
 TRIGGERS = [
     ("emails", "@", False),
     ("emails", r"\(at\)|\[at\]| dot ", True),
-    ("numbers", _LONG_NUM.pattern, False),
+    # find_numbers reads only digit runs of five characters or more: five digits, or four with a separator
+    # (a bare "2019" is a year, and most prose's only number).
+    ("numbers", r"\d(?:[ \t./()-]{0,2}\d){4,}", False),
+    ("numbers", r"\d[ \t./()-]{1,2}\d[ \t./()-]{0,2}\d[ \t./()-]{0,2}\d", False),
+    ("numbers", r"\d[ \t./()-]{0,2}\d[ \t./()-]{1,2}\d[ \t./()-]{0,2}\d", False),
+    ("numbers", r"\d[ \t./()-]{0,2}\d[ \t./()-]{0,2}\d[ \t./()-]{1,2}\d", False),
     ("dob", r"born|birth|dob|d\.o\.b", True),
     ("ipv6", "::", False),
     ("ipv6", ":(?:[^:]*:){4}", False),

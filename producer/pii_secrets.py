@@ -75,25 +75,36 @@ _PHRASES: tuple[tuple[str, float, str, re.Pattern[str]], ...] = (
 
 
 _TEXT_NEEDLES = tuple(sorted({n for _, _, needles, _ in _PATTERNS for n in needles}))
-#: For :mod:`producer.prefilter`: the same substrings, found in one pass (phrases case-blind, as on ``lowered``).
-TRIGGERS = [("secrets", re.escape(n), False) for n in _TEXT_NEEDLES] + [
-    ("secrets", re.escape(key), True) for _, _, key, _ in _PHRASES
+#: For :mod:`producer.prefilter`: each pattern itself, so that "pin" in "opinion" or "token" in prose without a
+#: value runs nothing (phrases case-blind, as they run on ``lowered``).
+_PATTERN_NAMES = tuple(f"secret{i}" for i in range(len(_PATTERNS)))
+_PHRASE_NAMES = tuple(f"phrase{i}" for i in range(len(_PHRASES)))
+_TRIGGER_NAMES = frozenset(_PATTERN_NAMES + _PHRASE_NAMES)
+TRIGGERS = [(name, p.pattern, False) for name, (_, _, _, p) in zip(_PATTERN_NAMES, _PATTERNS, strict=True)] + [
+    (name, p.pattern, True) for name, (_, _, _, p) in zip(_PHRASE_NAMES, _PHRASES, strict=True)
 ]
 
 
-def find_secrets(text: str, lowered: str) -> list[Hit]:
-    # Fast path: every pattern needs one of a few substrings, and plain prose (nearly every prompt) has none.
-    present = {n for n in _TEXT_NEEDLES if n in text}
-    phrases = [p for p in _PHRASES if p[2] in lowered]
-    if not present and not phrases:
+def find_secrets(text: str, lowered: str, fired: set[str] | None = None) -> list[Hit]:
+    """``fired``: the prefilter's triggers for this text (only those patterns run), or None."""
+    if fired is not None:
+        if fired.isdisjoint(_TRIGGER_NAMES):
+            return []
+        patterns = [p for name, p in zip(_PATTERN_NAMES, _PATTERNS, strict=True) if name in fired]
+        phrases = [p for name, p in zip(_PHRASE_NAMES, _PHRASES, strict=True) if name in fired]
+    else:
+        # Every pattern needs one of a few substrings, and plain prose (nearly every prompt) has none.
+        present = {n for n in _TEXT_NEEDLES if n in text}
+        patterns = [p for p in _PATTERNS if not present.isdisjoint(p[2])]
+        phrases = [p for p in _PHRASES if p[2] in lowered]
+    if not patterns and not phrases:
         return []
     hits: list[Hit] = []
-    for kind, confidence, needles, pattern in _PATTERNS:
-        if not present.isdisjoint(needles):
-            for m in pattern.finditer(text):
-                s = m.start()
-                if s == 0 or not (text[s - 1].isalnum() or text[s - 1] in "_-"):
-                    hits.append((kind, s, m.end(), confidence))
+    for kind, confidence, _, pattern in patterns:
+        for m in pattern.finditer(text):
+            s = m.start()
+            if s == 0 or not (text[s - 1].isalnum() or text[s - 1] in "_-"):
+                hits.append((kind, s, m.end(), confidence))
     for kind, confidence, _, pattern in phrases:
         for m in pattern.finditer(lowered):
             s = m.start()

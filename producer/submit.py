@@ -90,9 +90,10 @@ class Submitter:
         source: str | None = None,
         progress: Callable[[int], None] | None = None,
         size_hint: int | None = None,
+        pool: ClassifierPool | None = None,
     ) -> SubmitReport:
         """Submit ``jobs``; ``size_hint`` (the number of jobs, when known) lets a big submission classify on
-        every core."""
+        every core. ``pool``: the caller's classifier pool (already warm), which it closes."""
         batch_id = store.ensure_batch(self.engine, batch, source)
         report = SubmitReport(batch_id=batch_id, batch=batch)
         with self.engine.connect() as conn:
@@ -101,13 +102,19 @@ class Submitter:
             log.info("batch %s: publishing %s jobs recorded by an interrupted submit", batch, len(leftovers))
             self._publish(leftovers)
             report.republished = len(leftovers)
-        pool = ClassifierPool(self.processes) if (size_hint or 0) >= MIN_JOBS_FOR_POOL else None
+        own = pool is None
+        if own:
+            pool = self.pool_for(size_hint)
         try:
             self._submit_chunks(jobs, batch_id, report, pool, progress)
         finally:
-            if pool is not None:
+            if own and pool is not None:
                 pool.close()
         return report
+
+    def pool_for(self, size_hint: int | None) -> ClassifierPool | None:
+        """A classifier pool for a submission of this many jobs, or None to classify inline (small ones)."""
+        return ClassifierPool(self.processes) if (size_hint or 0) >= MIN_JOBS_FOR_POOL else None
 
     def _decided(
         self, chunks: Iterable[list[tuple[int, InferenceJob]]], pool: ClassifierPool | None
