@@ -43,7 +43,7 @@ UPPER = "".join(chr(c) for c in (*range(0x41, 0x250), *range(0x1E00, 0x1F00)) if
 # "AAAA...") cannot make the engine retry quadratically.
 # Letters as explicit Latin ranges: a range test is cheaper than the Unicode-category test of [^\W\d_].
 _LETTER = "A-Za-zÀ-ÖØ-öø-ɏḀ-ỿ"
-_TOKEN = rf"[{UPPER}][{_LETTER}]{{0,40}}(?:['’-](?!s\b)[{_LETTER}]{{1,40}}){{0,3}}"
+_TOKEN = rf"[{UPPER}][{_LETTER}]{{0,40}}+(?:['’-](?!s\b)[{_LETTER}]{{1,40}}+){{0,3}}+"
 # No look-behind for a word boundary: it would cost the regex its fast skip to the next capital. Matches that
 # start inside a word ("3D", "e-Mail") are dropped in Python instead.
 _CAP = re.compile(_TOKEN)
