@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from schemas.jobs import InferenceJob
 from schemas.routing import RouteDecision
-from schemas.tables import Batch, Job
+from schemas.tables import Batch
 
 if TYPE_CHECKING:
     from producer.chunking import SplitPlan
@@ -197,8 +197,10 @@ def insert_jobs(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[tuple[
         )
         with cur.copy(f"COPY jobs_incoming ({columns}) FROM STDIN") as copy:
             copy.write("".join(map(_copy_line, rows)))
+        # enqueued_at is set here, with the row: until its message is in Redis the job is also listed in its
+        # batch's ``unpublished`` (hold_unpublished), which is what a resumed submit reads.
         cur.execute(
-            f"INSERT INTO jobs ({columns}) SELECT {columns} FROM jobs_incoming "
+            f"INSERT INTO jobs ({columns}, enqueued_at) SELECT {columns}, now() FROM jobs_incoming "
             "ON CONFLICT ON CONSTRAINT uq_jobs_batch_custom_id DO NOTHING RETURNING id, model, priority"
         )
         inserted = [(r[0], r[1], r[2]) for r in cur.fetchall()]
@@ -207,17 +209,46 @@ def insert_jobs(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[tuple[
 
 
 def unpublished(conn: Connection, batch_id: uuid.UUID) -> list[tuple[uuid.UUID, str, int]]:
-    """Jobs recorded but never handed to the broker (a submit interrupted between the two steps)."""
+    """Jobs recorded but never handed to the broker (a submit interrupted between the two steps).
+
+    Listed in the batch's ``unpublished`` array; rows from before that column (``enqueued_at`` unset) count too.
+    """
     rows = conn.execute(
-        select(Job.id, Job.model, Job.priority).where(
-            Job.batch_id == batch_id, Job.state == "queued", Job.enqueued_at.is_(None), Job.parent_id.is_(None)
-        )
+        text(
+            "SELECT j.id, j.model, j.priority FROM jobs j WHERE j.batch_id = :batch AND j.state = 'queued' "
+            "AND j.parent_id IS NULL AND (j.enqueued_at IS NULL OR j.id = ANY("
+            "SELECT unnest(unpublished) FROM batches WHERE id = :batch)) ORDER BY j.seq"
+        ),
+        {"batch": batch_id},
     )
     return [(r[0], r[1], r[2]) for r in rows]
 
 
-def mark_enqueued(conn: Connection, ids: Sequence[uuid.UUID]) -> None:
+def hold_unpublished(conn: Connection, batch_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> None:
+    """List ``ids`` as recorded but not yet published: call in the transaction that inserts them."""
+    if ids:
+        conn.execute(
+            text("UPDATE batches SET unpublished = unpublished || CAST(:ids AS uuid[]) WHERE id = :batch"),
+            {"ids": list(ids), "batch": batch_id},
+        )
 
+
+def release_unpublished(conn: Connection, batch_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> None:
+    """Their messages are in the broker: take ``ids`` off the batch's list (others' entries stay: another
+    submit to the same batch may hold its own)."""
+    if ids:
+        conn.execute(
+            text(
+                "UPDATE batches SET unpublished = ARRAY(SELECT unnest(unpublished) EXCEPT "
+                "SELECT unnest(CAST(:ids AS uuid[]))) WHERE id = :batch"
+            ),
+            {"ids": list(ids), "batch": batch_id},
+        )
+
+
+def mark_enqueued(conn: Connection, ids: Sequence[uuid.UUID]) -> None:
+    """Stamp enqueued_at on jobs handed to the broker outside a submit's insert (the reaper's re-publishes,
+    rows recorded before 0002)."""
     if ids:
         # One array parameter, not thousands of bind parameters.
         conn.execute(text("UPDATE jobs SET enqueued_at = now() WHERE id = ANY(:ids)"), {"ids": list(ids)})

@@ -1,9 +1,10 @@
 """The submission pipeline: classify, record in Postgres, publish in bulk; idempotent per custom_id.
 
-Order per chunk: insert the jobs (ON CONFLICT DO NOTHING: a resubmitted custom_id is skipped), publish the
-inserted ones, then mark them enqueued. A submit interrupted between publish and mark re-publishes those few on
-the next run (the worker skips a job already finished); one interrupted before publish leaves rows that the
-next run finds with ``enqueued_at IS NULL`` and publishes. Nothing is lost, and a finished job never runs twice.
+Order per chunk: insert the jobs (ON CONFLICT DO NOTHING: a resubmitted custom_id is skipped) and, in the same
+transaction, list them in their batch's ``unpublished``; publish them; take them off the list. A submit
+interrupted before publishing leaves them listed, and the next run publishes them; one interrupted between
+publish and release re-publishes those few (the worker skips a job that is not queued any more). Nothing is
+lost, and a finished job never runs twice.
 """
 
 from __future__ import annotations
@@ -64,12 +65,15 @@ class Submitter:
         self.chunk = chunk
         self.processes = processes
 
-    def _publish(self, rows: list[tuple[uuid.UUID, str, int]]) -> None:
+    def _publish(self, batch_id: uuid.UUID, rows: list[tuple[uuid.UUID, str, int]], leftovers: bool = False) -> None:
         if not rows:
             return
         self.publisher.publish(Outgoing(str(i), self.catalog.model(m).queue, p) for i, m, p in rows)
         with self.engine.begin() as conn:
-            store.mark_enqueued(conn, [r[0] for r in rows])
+            ids = [r[0] for r in rows]
+            store.release_unpublished(conn, batch_id, ids)
+            if leftovers:
+                store.mark_enqueued(conn, ids)  # rows recorded before enqueued_at was set on insert
 
     def _split_plan(self, row: dict[str, Any], decision: RouteDecision) -> SplitPlan | None:
         """A plan of parts when the prompt exceeds the routed model's context and the job allows splitting."""
@@ -100,7 +104,7 @@ class Submitter:
             leftovers = store.unpublished(conn, batch_id)
         if leftovers:
             log.info("batch %s: publishing %s jobs recorded by an interrupted submit", batch, len(leftovers))
-            self._publish(leftovers)
+            self._publish(batch_id, leftovers, leftovers=True)
             report.republished = len(leftovers)
         own = pool is None
         if own:
@@ -169,8 +173,10 @@ class Submitter:
                     for part in store.part_rows(r, splits[r["id"]])
                 ]
                 inserted_parts = store.insert_jobs(conn, parts)
-                store.mark_enqueued(conn, list(splits))
-            self._publish([i for i in inserted if i[0] not in splits] + inserted_parts)
+                # A split document's parent never goes to the broker (its parts do): nothing to hold for it.
+                outgoing = [i for i in inserted if i[0] not in splits] + inserted_parts
+                store.hold_unpublished(conn, batch_id, [i[0] for i in outgoing])
+            self._publish(batch_id, outgoing)
             report.submitted += len(inserted)
             report.skipped += len(rows) - len(inserted)
             if progress is not None:

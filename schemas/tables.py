@@ -28,8 +28,9 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     func,
+    text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 JOB_STATES = ("queued", "running", "succeeded", "failed", "dead")
@@ -63,6 +64,12 @@ class Batch(Base):
     source: Mapped[str | None] = mapped_column(Text)  # input file path, when submitted from a file
     created_at: Mapped[datetime] = _now()
     total_jobs: Mapped[int] = mapped_column(Integer, default=0)
+    # Jobs recorded but not yet handed to the broker: set in the transaction that inserts a chunk, cleared
+    # once its messages are in Redis. A submit killed in between leaves them here for the next run to publish
+    # (one array update per chunk instead of one row update per job).
+    unpublished: Mapped[list[uuid.UUID]] = mapped_column(
+        ARRAY(Uuid), server_default=text("'{}'::uuid[]"), nullable=False, default=list
+    )
 
 
 class Job(Base):

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from producer.queues import queue_depths
 from producer.submit import Submitter
-from schemas.tables import Job
+from schemas.tables import Batch, Job
 from switchyard.db import get_engine
 from tests.workerproc import worker_env
 
@@ -104,11 +104,11 @@ def test_resubmit_after_an_interrupted_submit_enqueues_only_what_is_missing(
     calls = {"n": 0}
     real_publish = Submitter._publish
 
-    def publish_then_die(self, rows):  # type: ignore[no-untyped-def]
+    def publish_then_die(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt  # killed between recording chunk 2 and publishing it
-        return real_publish(self, rows)
+        return real_publish(self, *args, **kwargs)
 
     monkeypatch.setattr(Submitter, "_publish", publish_then_die)
     from producer.submit_file import submit_file
@@ -119,12 +119,16 @@ def test_resubmit_after_an_interrupted_submit_enqueues_only_what_is_missing(
         submit_file(settings, str(src), batch="resume", progress=False, chunk=400)
     monkeypatch.setattr(Submitter, "_publish", real_publish)
     assert _depth(clean_redis) == 400  # chunk 1 published (chunks of 400 here); chunk 2 recorded, unpublished
+    with get_engine(db).connect() as conn:
+        held = conn.execute(select(Batch.unpublished).where(Batch.name == "resume")).scalar_one()
+    assert len(held) == 400  # what the next run will publish
     out = run(["submit", str(src), "--batch", "resume", "-q"], env)
     assert out.returncode == 0, out.stderr
     assert "submitted 200 new job(s), 800 already in the batch, 400 republished" in out.stderr
     assert _depth(clean_redis) == 1000
     with get_engine(db).connect() as conn:
         assert conn.execute(select(func.count()).select_from(Job)).scalar() == 1000
+        assert conn.execute(select(Batch.unpublished).where(Batch.name == "resume")).scalar_one() == []
 
 
 def test_a_real_commercial_worker_without_a_key_is_refused(env: dict[str, str]) -> None:
