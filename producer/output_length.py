@@ -149,9 +149,11 @@ def _count(token: str) -> float:
 
 # One Hyperscan pass over the lower-cased prompt says which of the patterns above can match at all (see
 # producer.prefilter); the keyword tests stand in where it cannot decide.
+_ASK_NAMES = tuple(f"ask{i}" for i in range(len(_ASKS)))
+_KIND_NAMES = tuple(f"kind{i}" for i in range(len(_KINDS)))
 _GATE = Gate(
-    [(f"ask{i}", p.pattern, False) for i, (p, _) in enumerate(_ASKS)]
-    + [(f"kind{i}", p.pattern, False) for i, (p, _) in enumerate(_KINDS)]
+    [(name, p.pattern, False) for name, (p, _) in zip(_ASK_NAMES, _ASKS, strict=True)]
+    + [(name, p.pattern, False) for name, (p, _) in zip(_KIND_NAMES, _KINDS, strict=True)]
     + [("limit", _LIMIT.pattern, False), ("short", _SHORT.pattern, False)]
 )
 
@@ -171,7 +173,7 @@ def expected_output_tokens(text: str, max_tokens: int | None) -> int:
     fired = _GATE.fired(lowered)
     expected: float | None = None
     for i, ((pattern, words_per_unit), keywords) in enumerate(zip(_ASKS, _ASK_KEYWORDS, strict=True)):
-        if not _may(fired, f"ask{i}", keywords, lowered):
+        if not _may(fired, _ASK_NAMES[i], keywords, lowered):
             continue
         m = pattern.search(lowered)
         if m is not None:
@@ -180,10 +182,12 @@ def expected_output_tokens(text: str, max_tokens: int | None) -> int:
     limit = _LIMIT.search(lowered) if _may(fired, "limit", ("word",), lowered) else None
     if expected is None:
         for i, ((pattern, tokens), keywords) in enumerate(zip(_KINDS, _KIND_KEYWORDS, strict=True)):
-            if _may(fired, f"kind{i}", keywords, lowered) and pattern.search(lowered):
-                # Word problems: GPT-4's worked answers on GSM8K run ~48 + 0.23/char + 3.7/quantity tokens.
-                estimate = 48 + 0.23 * len(lowered) + 3.7 * len(_NUMBER.findall(lowered))
-                expected = float(tokens) if tokens > 0 else min(estimate, 1000.0)
+            if _may(fired, _KIND_NAMES[i], keywords, lowered) and pattern.search(lowered):
+                if tokens > 0:
+                    expected = float(tokens)
+                else:
+                    # Word problems: GPT-4's worked answers on GSM8K run ~48 + 0.23/char + 3.7/quantity tokens.
+                    expected = min(48 + 0.23 * len(lowered) + 3.7 * len(_NUMBER.findall(lowered)), 1000.0)
                 break
         else:
             # Plain questions: answers run roughly as long as a short paragraph, longer for longer prompts.
