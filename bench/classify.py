@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from producer import complexity, pii  # noqa: E402
+from producer import complexity, output_length, pii  # noqa: E402
 from tests.pii_strategies import HELDOUT_NEGATIVE, HELDOUT_POSITIVE  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
@@ -298,7 +298,8 @@ def _chunks(texts: list[str], size: int) -> list[str]:
 
 
 def report_speed(repeat: int = 5) -> None:
-    """µs per job and per KB of scan() + complexity_score(), best of ``repeat`` runs of CPU time (this
+    """µs per job and per KB of the whole classification (scan() + complexity_score() +
+    expected_output_tokens(), what the router reads from every job), best of ``repeat`` runs of CPU time (this
     machine is shared: wall time would measure the neighbours too)."""
     corpora = {
         "presidio": [r["full_text"] for r in presidio()],
@@ -310,7 +311,7 @@ def report_speed(repeat: int = 5) -> None:
     corpora["4 KB prose"] = _chunks(corpora["MT-Bench turns"] * 3, 4096)
     corpora["4 KB PII-dense"] = _chunks(corpora["GSM8K"] + corpora["presidio"], 4096)
     load = Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
-    print(f"== speed (scan + complexity_score, one core, CPU time, best of {repeat}; load average {load})")
+    print(f"== speed (scan + complexity + output length, one core, CPU time, best of {repeat}; load {load})")
     for name, texts in corpora.items():
         kb = sum(len(t.encode()) for t in texts) / 1024
         best = math.inf
@@ -319,6 +320,7 @@ def report_speed(repeat: int = 5) -> None:
             for t in texts:
                 pii.scan(t)
                 complexity.complexity_score(t)
+                output_length.expected_output_tokens(t, None)
             best = min(best, time.process_time() - t0)
         print(
             f"  {name:15s} {best / len(texts) * 1e6:7.1f} us/job  {best / kb * 1e6:6.1f} us/KB"
