@@ -45,16 +45,16 @@ _CLEAN = PIIReport(False, ())
 _CAPITALISED = re.compile(r"[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]|[A-Z]{2}")
 
 
-_GATE = Gate([*pii_secrets.TRIGGERS, *pii_patterns.TRIGGERS, *pii_address.TRIGGERS, ("digit", "[0-9]", False)])
+_GATE = Gate([*pii_secrets.TRIGGERS, *pii_patterns.TRIGGERS, *pii_address.TRIGGERS, ("digit", r"\d", False)])
 _ALL = None
 
 
 def _hits(text: str, gated: bool = True) -> list[Hit]:
-    # Which detectors can find anything here, from one pass (None: all of them; see producer.prefilter).
-    fired = _GATE.fired(text) if gated else _ALL
     # Shared once per call: the lower-cased text (keyword checks), whether there are capitals at all, and
     # whether the text is a word problem (names there are placeholders).
     lowered = text.lower()
+    # Which detectors can find anything here, from one pass (None: all of them; see producer.prefilter).
+    fired = _GATE.fired(text, lowered) if gated else _ALL
     # Capitalisation is evidence only where it is used: text whose only capital is "I" is read as lower case.
     has_upper = lowered != text and _CAPITALISED.search(text) is not None
     hits: list[Hit] = []

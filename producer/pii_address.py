@@ -65,12 +65,12 @@ _CORNER = re.compile(rf"corner of (?:the )?[{UPPER}\d]")
 _LOWER_UNIT = re.compile(r"\b(?:apt\.?|suite|p\.?\s?o\.?\s?box|(?:apo|fpo|dpo)(?:\s+a[aep])?)\s*#?\s*\d+")
 
 
-# For producer.prefilter, on ASCII text: every pair above has a digit and a letter with only blanks (and a
-# comma or a dot) between; units and corners have their words.
+# For producer.prefilter: every pair above has a digit and a letter with only blanks (and a comma or a dot)
+# between; units and corners have their words. ([^\W\d_] is a letter, in any script.)
 TRIGGERS = [
     ("addresses", "corner of", True),
-    ("addresses", r"[0-9][A-Za-z]?,?[ \t]+[A-Za-z]", False),
-    ("addresses", r"[A-Za-z]\.?[ \t]+[0-9]", False),
+    ("addresses", r"[0-9][^\W\d_]?,?[ \t]+[^\W\d_]", False),
+    ("addresses", r"[^\W\d_]\.?[ \t]+[0-9]", False),
     ("addresses", _LOWER_UNIT.pattern, True),
 ]
 

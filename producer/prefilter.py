@@ -9,9 +9,13 @@ time); it must never stay silent when its detector would find something (that wo
 
 * patterns are compiled with ``HS_FLAG_PREFILTER``, under which Hyperscan may match more than the pattern
   says (it approximates look-arounds) but never less;
-* only ASCII text is gated. On ASCII, ``\\d``, ``\\w``, ``\\b`` and case-folding mean the same to Hyperscan as
-  to Python's ``re``; on other text (``\\d`` matching Devanagari digits, ``str.lower`` folding the Kelvin sign)
-  they need not, so every detector runs;
+* ASCII text is scanned by a database compiled for bytes, where ``\\d``, ``\\w``, ``\\b`` and case-folding mean
+  what they mean to Python's ``re`` on the same text. Other text is scanned by a second database compiled with
+  ``HS_FLAG_UTF8 | HS_FLAG_UCP`` (Unicode classes, as Python's ``\\d`` matches Devanagari digits), once as
+  written and once lower-cased: ``str.lower`` folds characters that Hyperscan's case-blind matching does not
+  (the Kelvin sign becomes "k"), and the detectors read the lower-cased text;
+* ``\\s`` differs: Python's also matches the separators U+001C-U+001F and NEL, Hyperscan's does not. A text holding
+  one of those, or a lone surrogate (no UTF-8 form), is not gated;
 * where Hyperscan is missing (a platform without a wheel) or refuses a pattern, every detector runs, and a
   warning says so once.
 
@@ -32,59 +36,79 @@ log = logging.getLogger(__name__)
 Trigger = tuple[str, str, bool]
 
 
+#: Characters on which Python's ``\\s`` and Hyperscan's disagree (see the module docstring).
+_UNDECIDABLE = r"[\x0b\x1c-\x1f\x85]"
+
+
 class Gate:
     """A compiled set of triggers; :meth:`fired` names the ones present in a text, or None for "run all"."""
 
     def __init__(self, triggers: Sequence[Trigger]) -> None:
         self._triggers = tuple(triggers)
         self._names = tuple(name for name, _, _ in self._triggers)
-        self._db: Any = None
+        self._dbs: dict[bool, Any] = {}  # unicode? -> compiled database
         self._broken = False
         self._lock = threading.Lock()
         self._local = threading.local()
 
-    def _compile(self) -> Any:
+    def _compile(self, unicode: bool) -> Any:
         # Compiled on first use, not at import: the CLI imports the producer for commands that never scan.
         with self._lock:
-            if self._db is not None or self._broken:
-                return self._db
+            if unicode in self._dbs or self._broken:
+                return self._dbs.get(unicode)
             try:
                 import hyperscan
 
-                db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
                 base = hyperscan.HS_FLAG_PREFILTER | hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_DOTALL
+                if unicode:
+                    base |= hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_UCP
+                patterns = [*self._triggers, ("", _UNDECIDABLE, False)]
+                db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
                 db.compile(
-                    expressions=[pattern.encode() for _, pattern, _ in self._triggers],
-                    ids=list(range(len(self._triggers))),
-                    elements=len(self._triggers),
-                    flags=[base | (hyperscan.HS_FLAG_CASELESS if caseless else 0) for _, _, caseless in self._triggers],
+                    expressions=[pattern.encode() for _, pattern, _ in patterns],
+                    ids=list(range(len(patterns))),
+                    elements=len(patterns),
+                    flags=[base | (hyperscan.HS_FLAG_CASELESS if caseless else 0) for _, _, caseless in patterns],
                 )
-                self._db = db
+                self._dbs[unicode] = db
             except Exception as exc:  # ImportError, or hyperscan.error on an unsupported CPU or pattern
                 self._broken = True
                 log.warning("prefilter off, every detector runs on every job (slower, same results): %s", exc)
-            return self._db
+            return self._dbs.get(unicode)
 
-    def _scratch(self, db: Any) -> Any:
-        # One scratch space per thread: Hyperscan refuses a scratch that another scan is using, and API
-        # workers re-scan prompts from many threads at once.
-        scratch = getattr(self._local, "scratch", None)
+    def _scratch(self, unicode: bool, db: Any) -> Any:
+        # One scratch space per thread and database: Hyperscan refuses a scratch that another scan is using,
+        # and API workers re-scan prompts from many threads at once.
+        scratches = getattr(self._local, "scratches", None)
+        if scratches is None:
+            scratches = self._local.scratches = {}
+        scratch = scratches.get(unicode)
         if scratch is None:
             import hyperscan
 
-            scratch = self._local.scratch = hyperscan.Scratch(db)
+            scratch = scratches[unicode] = hyperscan.Scratch(db)
         return scratch
 
-    def fired(self, text: str) -> set[str] | None:
-        """The names of the triggers present in ``text``; None when the gate cannot decide (run everything)."""
-        if not text.isascii():
-            return None
-        db = self._db if self._db is not None else self._compile()
+    def fired(self, text: str, lowered: str | None = None) -> set[str] | None:
+        """The names of the triggers present in ``text`` (or, for caseless ones, in ``lowered``, its
+        ``str.lower()``, when the caller has it); None when the gate cannot decide (run everything)."""
+        unicode = not text.isascii()
+        db = self._dbs.get(unicode)
         if db is None:
-            return None
+            db = self._compile(unicode)
+            if db is None:
+                return None
         hits: set[int] = set()
-        db.scan(text.encode(), match_event_handler=_collect, context=hits, scratch=self._scratch(db))
+        scratch = self._scratch(unicode, db)
+        try:
+            db.scan(text.encode(), match_event_handler=_collect, context=hits, scratch=scratch)
+            if unicode and lowered is not None and lowered != text:
+                db.scan(lowered.encode(), match_event_handler=_collect, context=hits, scratch=scratch)
+        except UnicodeEncodeError:
+            return None  # a lone surrogate
         names = self._names
+        if len(names) in hits:
+            return None
         return {names[i] for i in hits}
 
 

@@ -47,7 +47,17 @@ def test_gate_is_compiled_here() -> None:
     """On this platform Hyperscan is present: the fast path, not the fallback, is what the other tests check."""
     assert pii._GATE.fired("call 555-0100 or mail a@b.co") >= {"numbers", "emails"}
     assert pii._GATE.fired("nothing to see here") == set()
-    assert pii._GATE.fired("Grüße aus Köln") is None  # not ASCII: every detector runs
+    assert pii._GATE.fired("Grüße aus Köln, Ülmenweg 5") == {"addresses", "digit"}  # Unicode database
+    # Python's \s matches U+001C..U+001F, Hyperscan's does not; a lone surrogate has no UTF-8 form.
+    assert pii._GATE.fired("password\x1cis hunter22") is None
+    assert pii._GATE.fired("bad \ud800 text") is None
+
+
+def test_kelvin_sign_is_read_lower_cased() -> None:
+    """str.lower() turns U+212A into "k": the caseless triggers see the lower-cased text too."""
+    text = "my api_\u212aey = abcdefghijklmnop1234 thanks"
+    assert "API_KEY" in {f.type for f in pii.find(text)}
+    assert pii.find(text) == pii.find(text, gated=False)
 
 
 def test_gated_equals_ungated_on_the_shared_data(shared_data: Path) -> None:
@@ -75,6 +85,18 @@ def test_gated_equals_ungated_on_generated_pii(case: tuple[str, str]) -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=st.characters(max_codepoint=127), max_size=300))
 def test_gated_equals_ungated_on_random_ascii(text: str) -> None:
+    _assert_same(text)
+
+
+_PIECES = st.sampled_from(
+    ["password", " is ", "Hauptstraße ", "5", "١٢٣٤٥", "\u00a0", "\u2003", "\u212a", "İ", "@", "née ", "Ülmenweg",
+     "card 4111 1111 1111 1111", "ＡＢＣ", "born ", "é", "\n", "api_key=", "x" * 17, "Dr. Øyvind Ødegård", ":"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_PIECES, st.text(max_size=8)), max_size=30).map("".join))
+def test_gated_equals_ungated_on_random_unicode(text: str) -> None:
     _assert_same(text)
 
 
