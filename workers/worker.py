@@ -33,8 +33,8 @@ from switchyard.settings import Settings
 from workers.app import create_app
 from workers.engines.runner import BackendRunner
 from workers.executor import Executor
+from workers.groupcommit import BatchedRecorder
 from workers.mapreduce import MapReduce
-from workers.recorder import Recorder
 from workers.tasks import register
 
 log = logging.getLogger("switchyard.worker")
@@ -114,6 +114,8 @@ class WorkerProcess:
         self._dead_once = threading.Lock()
         self.app = create_app(settings)
         self.executor: Executor | None = None
+        # Claims and results of many jobs per transaction (workers/groupcommit.py); started with consuming.
+        self.recorder = BatchedRecorder(self.engine, self.name)
         register(self.app, self._executor, self._on_engine_dead)
 
     def _executor(self) -> Executor:
@@ -139,7 +141,7 @@ class WorkerProcess:
             budgets = Budgets(self.settings.catalog.budgets, self.engine)
         return Executor(
             catalog=self.settings.catalog, model=self.opts.model, backend_kind=getattr(self.backend, "kind", "?"),
-            runner=self.runner, recorder=Recorder(self.engine, self.name), republish=self._republish,
+            runner=self.runner, recorder=self.recorder, republish=self._republish,
             budgets=budgets, limiter=limiter, circuit=circuit, pii_scan=pii_scan,
             mapreduce=MapReduce(self.engine, self.settings.catalog, self._republish, self.name),
         )
@@ -191,10 +193,12 @@ class WorkerProcess:
 
         reaper = Reaper(self.engine, self.redis, self.settings.catalog)
         reaper.start()
+        self.recorder.start()
         try:
             worker.start()
         finally:
             reaper.stop()
+            self.recorder.stop()  # commits what finished tasks are waiting for
             self.runner.stop(timeout=30)
             log.info("worker %s stopped after %.1fs", self.name, time.monotonic() - started)
         if self.dead_reason is not None:
