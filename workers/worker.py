@@ -31,6 +31,7 @@ from switchyard.db import get_engine
 from switchyard.errors import ConfigError
 from switchyard.settings import Settings
 from workers.app import create_app
+from workers.broker import TRANSPORT
 from workers.engines.runner import BackendRunner
 from workers.executor import Executor
 from workers.groupcommit import BatchedRecorder
@@ -113,6 +114,8 @@ class WorkerProcess:
         self.dead_reason: str | None = None
         self._dead_once = threading.Lock()
         self.app = create_app(settings)
+        # kombu's Redis transport without a client per ack and a round trip per ack (workers/broker.py).
+        self.app.conf.broker_transport = TRANSPORT
         self.executor: Executor | None = None
         # Claims and results of many jobs per transaction (workers/groupcommit.py); started with consuming.
         self.recorder = BatchedRecorder(self.engine, self.name)
