@@ -97,6 +97,16 @@ def build_backend(settings: Settings, opts: WorkerOptions) -> Any:
                             base_url=settings.anthropic_base_url, timeout_s=spec.timeout_s)
 
 
+def quiet_per_task_logs(loglevel: str) -> None:
+    """Celery logs every task it receives and every success at INFO: a line and ~0.1 ms of CPU per job
+    (measured), for what Postgres already records (each job's state, timings, worker). Failures, retries'
+    warnings and everything of ours stay; at DEBUG, Celery's lines come back. Call before the worker starts
+    (Celery reads the levels once, when it builds its task tracers and strategies)."""
+    if logging.getLevelName(loglevel.upper()) != logging.DEBUG:
+        for name in ("celery.app.trace", "celery.worker.strategy"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 class WorkerProcess:
     """Everything one worker process holds: the warm backend, the executor, the Celery worker."""
 
@@ -195,6 +205,7 @@ class WorkerProcess:
         from workers.reaper import Reaper
 
         reaper = Reaper(self.engine, self.redis, self.settings.catalog)
+        quiet_per_task_logs(self.opts.loglevel)
         reaper.start()
         self.recorder.start()
         try:
