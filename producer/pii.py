@@ -67,7 +67,7 @@ def _hits(text: str, gated: bool = True) -> list[Hit]:
         hits += find_dob(text, lowered)
     if fired is None or "ipv6" in fired:
         hits += find_ipv6(text, lowered)
-    if fired is None or "addresses" in fired:
+    if fired is None or "addr_corner" in fired or ("addr_upper" if has_upper else "addr_lower") in fired:
         hits += find_addresses(text, lowered, has_upper)
     quant = is_word_problem(text, lowered, None if fired is None else "digit" in fired)
     hits += find_persons(text, lowered, has_upper, quant)

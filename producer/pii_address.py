@@ -66,12 +66,16 @@ _LOWER_UNIT = re.compile(r"\b(?:apt\.?|suite|p\.?\s?o\.?\s?box|(?:apo|fpo|dpo)(?
 
 
 # For producer.prefilter: every pair above has a digit and a letter with only blanks (and a comma or a dot)
-# between; units and corners have their words. ([^\W\d_] is a letter, in any script.)
+# between; in text with capitals, a capital letter (as _NUM_WORD / _WORD_NUM need), in text without, any letter
+# ([^\W\d_] is a letter in any script). Units and corners have their words.
 TRIGGERS = [
-    ("addresses", "corner of", True),
-    ("addresses", r"[0-9][^\W\d_]?,?[ \t]+[^\W\d_]", False),
-    ("addresses", r"[^\W\d_]\.?[ \t]+[0-9]", False),
-    ("addresses", _LOWER_UNIT.pattern, True),
+    ("addr_corner", "corner of", True),
+    ("addr_upper", (r"[0-9][A-Za-z]?,?[ \t]{1,4}(?:[a-z]{1,3}\.?[ \t]{1,4})?[A-Z]",
+                    r"[0-9][A-Za-z]?,?[ \t]{1,4}(?:[a-z]{1,3}\.?[ \t]{1,4})?\p{Lu}"), False),
+    ("addr_upper", (r"[A-Z][A-Za-z]*\.?[ \t]{1,4}[0-9]", r"\p{Lu}[^\W\d_]*\.?[ \t]{1,4}[0-9]"), False),
+    ("addr_lower", r"[0-9][^\W\d_]?,?[ \t]+[^\W\d_]", False),
+    ("addr_lower", r"[^\W\d_]\.?[ \t]+[0-9]", False),
+    ("addr_lower", _LOWER_UNIT.pattern, True),
 ]
 
 

@@ -32,8 +32,10 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-#: (trigger name, regular expression, caseless). Several patterns may share a name: any of them fires it.
-Trigger = tuple[str, str, bool]
+#: (trigger name, regular expression, caseless). Several patterns may share a name: any of them fires it. The
+#: expression may be a pair (for ASCII text, for other text) where a class needs spelling out per script:
+#: ``[A-Z]`` on ASCII is ``\\p{Lu}`` elsewhere.
+Trigger = tuple[str, str | tuple[str, str], bool]
 
 
 #: Characters on which Python's ``\\s`` and Hyperscan's disagree (see the module docstring).
@@ -65,7 +67,7 @@ class Gate:
                 patterns = [*self._triggers, ("", _UNDECIDABLE, False)]
                 db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
                 db.compile(
-                    expressions=[pattern.encode() for _, pattern, _ in patterns],
+                    expressions=[(p if isinstance(p, str) else p[unicode]).encode() for _, p, _ in patterns],
                     ids=list(range(len(patterns))),
                     elements=len(patterns),
                     flags=[base | (hyperscan.HS_FLAG_CASELESS if caseless else 0) for _, _, caseless in patterns],
