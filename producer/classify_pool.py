@@ -1,16 +1,30 @@
 """Classification on every core, for bulk submissions.
 
 PII scanning and complexity scoring are pure CPU work on each job's text; a big submission spreads them over
-a pool of processes (spawned, not forked: the producer holds database and Redis connections and threads) while
-the parent records and publishes. Small submissions classify inline: a pool costs a second to start.
+classifier processes while the parent records and publishes. Small submissions classify inline.
+
+The processes are plain ``python -m producer.classify_pool`` children speaking length-prefixed pickles over
+their stdin and stdout, not a ``multiprocessing`` pool: a spawned multiprocessing child re-imports the
+parent's ``__main__`` module (a user's script, a benchmark: SQLAlchemy, Celery, the client, half a second of
+CPU each), and a forked one would inherit the producer's database and Redis sockets and threads. These import
+the classifier and nothing else.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import logging
 import os
+import pickle
+import queue
+import struct
+import subprocess
+import sys
+import threading
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future
+from pathlib import Path
+from typing import IO, Any
 
 from producer import complexity, output_length, pii
 
@@ -21,6 +35,9 @@ SLICE = 250
 
 Item = tuple[str, int | None]  # (text, max_tokens)
 Read = tuple[bool, tuple[str, ...], float, int]  # (contains_pii, pii_types, complexity, expected_output)
+
+_HEADER = struct.Struct("!I")
+log = logging.getLogger(__name__)
 
 
 def classify_texts(items: Sequence[Item]) -> list[Read]:
@@ -38,24 +55,105 @@ def classify_texts(items: Sequence[Item]) -> list[Read]:
     return out
 
 
+def _send(stream: IO[bytes], obj: Any) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def _receive(stream: IO[bytes]) -> Any:
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        raise EOFError("classifier process closed its pipe")
+    (size,) = _HEADER.unpack(header)
+    return pickle.loads(stream.read(size))
+
+
+class _Child:
+    """One classifier process: tasks go in order down its stdin (from a writer thread, so that handing over a
+    chunk never waits for the process to catch up), reads come back in order on its stdout."""
+
+    def __init__(self) -> None:
+        root = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "producer.classify_pool"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+        )
+        self.pending: deque[Future[list[Read]]] = deque()
+        self.outbox: queue.SimpleQueue[list[Item] | None] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.threads = [
+            threading.Thread(target=self._write, name="classifier-writer", daemon=True),
+            threading.Thread(target=self._read, name="classifier-reader", daemon=True),
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def submit(self, items: Sequence[Item]) -> Future[list[Read]]:
+        future: Future[list[Read]] = Future()
+        with self.lock:
+            self.pending.append(future)
+        self.outbox.put(list(items))
+        return future
+
+    def _write(self) -> None:
+        stdin = self.proc.stdin
+        assert stdin is not None
+        try:
+            while (items := self.outbox.get()) is not None:
+                _send(stdin, items)
+            stdin.close()  # the child's loop ends at EOF
+        except OSError as exc:  # the process died: the reader fails what is pending
+            log.warning("classifier process %s: %s", self.proc.pid, exc)
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while True:
+            try:
+                reads = _receive(self.proc.stdout)
+            except (EOFError, OSError, pickle.UnpicklingError) as exc:
+                with self.lock:
+                    pending, self.pending = self.pending, deque()
+                for future in pending:
+                    future.set_exception(RuntimeError(f"classifier process failed: {exc}"))
+                return
+            with self.lock:
+                future = self.pending.popleft()
+            future.set_result(reads)
+
+    def close(self) -> None:
+        """Stop the process: at once when work is still pending (a submit that failed or was interrupted has
+        no use for it), else after it reads the end of its input."""
+        self.outbox.put(None)
+        with self.lock:
+            busy = bool(self.pending)
+        try:
+            if busy:
+                self.proc.kill()
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        for thread in self.threads:
+            thread.join(timeout=5)
+
+
 class ClassifierPool:
     def __init__(self, processes: int | None = None) -> None:
         self.processes = processes or max(1, (os.cpu_count() or 1))
-        self._pool: ProcessPoolExecutor | None = None
+        self._children: list[_Child] = []
+        self._next = 0
 
     def warm(self) -> None:
-        """Start the processes now, without waiting: they spawn, import and compile their detectors while the
-        caller validates its input (about a second that would otherwise come before the first chunk)."""
-        if self.processes < 2:
-            return
-        pool = self._executor()
-        for _ in range(self.processes):
-            pool.submit(classify_texts, [("warm up", None)])
+        """Start the processes now, without waiting: they start, import and compile their detectors while the
+        caller validates its input."""
+        if self.processes >= 2:
+            self._pool()
 
-    def _executor(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
-        return self._pool
+    def _pool(self) -> list[_Child]:
+        if not self._children:
+            self._children = [_Child() for _ in range(self.processes)]
+        return self._children
 
     def classify(self, items: Sequence[Item]) -> list[Read]:
         return self.start(items)()
@@ -69,11 +167,30 @@ class ClassifierPool:
         if self.processes < 2 or len(items) < SLICE * 2:
             reads = classify_texts(items)
             return lambda: reads
-        pool = self._executor()
-        futures = [pool.submit(classify_texts, items[i : i + SLICE]) for i in range(0, len(items), SLICE)]
+        children = self._pool()
+        futures = []
+        for i in range(0, len(items), SLICE):
+            futures.append(children[self._next].submit(items[i : i + SLICE]))
+            self._next = (self._next + 1) % len(children)
         return lambda: [read for f in futures for read in f.result()]
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
-            self._pool = None
+        for child in self._children:
+            child.close()
+        self._children = []
+
+
+def main() -> None:
+    """A classifier process: read tasks from stdin until it closes, answer each on stdout."""
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    classify_texts([("warm up: compile the detectors", None)])
+    while True:
+        try:
+            items = _receive(stdin)
+        except EOFError:
+            return
+        _send(stdout, classify_texts(items))
+
+
+if __name__ == "__main__":
+    main()
