@@ -2,7 +2,7 @@
 
     python bench/classify.py              # every figure: PII recall/FP, complexity AUC and bands, speed
     python bench/classify.py pii|complexity|speed
-    python bench/classify.py refit        # refit the complexity weights; prints constants for complexity.py
+    python bench/classify.py refit        # refit the complexity model: producer/data/complexity_model.json
     python bench/classify.py build-names  # rebuild producer/data/names.json (needs faker, names, zxcvbn,
                                           # spacy-lookups-data installed; dev-only)
     python bench/classify.py ablate-faker # PERSON recall with a gazetteer built without Faker (same deps)
@@ -12,6 +12,7 @@ Data: ``<repo>/../shared/data`` (see its README); nothing here is copied into th
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import importlib
@@ -23,7 +24,9 @@ import statistics
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -158,75 +161,169 @@ def auc(scores: list[float], labels: list[int]) -> float:
     return (sum(r for r, y in zip(ranks, labels, strict=True) if y) - pos * (pos + 1) / 2) / (pos * neg)
 
 
-def _fit(rows: list[list[float]], labels: list[int], l2: float = 100.0) -> tuple[list[float], float]:
-    """L2 logistic regression on standardised features by Newton's method (numpy, dev-only)."""
+#: Fixed a priori, not tuned on the test folds (a small grid on CV moved the AUC by under 0.005): words seen in
+#: at least MIN_DF training prompts; L2 penalties of the logistic and ridge fits; the share of the ridge fit.
+MIN_DF, L2_LABEL, L2_STEPS, MIX = 5, 100.0, 30.0, 0.5
+#: Mapping the 10% and 90% quantiles of GSM8K's logit to this many logit units either side of the median puts
+#: about a fifth of GSM8K below 0.3 and a fifth above 0.8.
+SPREAD = 1.85
+
+
+class _Problem(NamedTuple):
+    text: str
+    present: set[str]
+    counts: tuple[float, ...]
+    label: int | None  # 1: weak wrong and strong right; 0: weak right; None: both wrong
+    steps: float  # log of the number of lines in GPT-4's worked answer
+
+
+def _problems() -> list[_Problem]:
+    out = []
+    for r in gsm8k():
+        text = r["prompt"]
+        norm = complexity.normalise(text)
+        present = set(norm.split())
+        label = 0 if r[WEAK] == "True" else 1 if r[STRONG] == "True" else None
+        steps = math.log(r[STRONG + "_response"].strip().count("\n") + 1)
+        out.append(_Problem(text, present, complexity._counts(text, norm, present), label, steps))
+    return out
+
+
+def _logistic(x, y, l2: float):  # noqa: ANN001, ANN202 (numpy arrays; numpy is dev-only)
+    """L2 logistic regression by Newton's method; the intercept (column 0) is not penalised."""
     import numpy as np
 
-    x = np.asarray(rows)
-    y = np.asarray(labels, dtype=float)
-    z = np.c_[np.ones(len(x)), x]
-    w = np.zeros(z.shape[1])
-    reg = l2 * np.eye(z.shape[1])
+    w = np.zeros(x.shape[1])
+    reg = l2 * np.eye(x.shape[1])
     reg[0, 0] = 0
-    for _ in range(30):
-        p = 1 / (1 + np.exp(-z @ w))
-        w -= np.linalg.solve((z.T * (p * (1 - p))) @ z + reg, z.T @ (p - y) + reg @ w)
-    return list(w[1:]), float(w[0])
+    for _ in range(25):
+        p = 1 / (1 + np.exp(-x @ w))
+        w -= np.linalg.solve((x.T * (p * (1 - p))) @ x + reg, x.T @ (p - y) + reg @ w)
+    return w
 
 
-def _standardised(texts: list[str]) -> tuple[list[list[float]], list[float], list[float]]:
-    raw = [complexity._features(t, complexity._present(t)) for t in texts]
-    cols = list(zip(*raw, strict=True))
-    means = [statistics.fmean(c) for c in cols]
-    sds = [statistics.pstdev(c) or 1.0 for c in cols]
-    return [[(v - m) / s for v, m, s in zip(r, means, sds, strict=True)] for r in raw], means, sds
+def _ridge(x, y, l2: float):  # noqa: ANN001, ANN202
+    import numpy as np
+
+    reg = l2 * np.eye(x.shape[1])
+    reg[0, 0] = 0
+    return np.linalg.solve(x.T @ x + reg, x.T @ y)
 
 
-def cross_validated_auc(folds: int = 5, seeds: int = 5) -> float:
-    """AUC of the reasoning-load model refitted on 4/5 of GSM8K and scored on the held-out fifth."""
+def fit_complexity(problems: list[_Problem]) -> dict:
+    """The reasoning-load model (the contents of producer/data/complexity_model.json) fitted on ``problems``:
+    counts standardised and clipped as at run time, word presence as 0/1. Deterministic."""
+    import numpy as np
+
+    df = Counter(w for p in problems for w in p.present)
+    vocabulary = sorted(w for w, n in df.items() if n >= MIN_DF)
+    column = {w: j for j, w in enumerate(vocabulary)}
+    counts = np.asarray([p.counts for p in problems])
+    means, sds = counts.mean(0), counts.std(0)
+    sds[sds == 0] = 1.0
+    words = np.zeros((len(problems), len(vocabulary)))
+    for i, p in enumerate(problems):
+        for w in p.present:
+            if w in column:
+                words[i, column[w]] = 1.0
+    x = np.c_[np.ones(len(problems)), np.clip((counts - means) / sds, -2.5, 2.5), words]
+    labelled = np.asarray([p.label is not None for p in problems])
+    y = np.asarray([p.label or 0 for p in problems], dtype=float)
+    w_label = _logistic(x[labelled], y[labelled], L2_LABEL)
+    w_steps = _ridge(x, np.asarray([p.steps for p in problems]), L2_STEPS)
+    # Each predictor in units of its own spread on the labelled problems, then averaged.
+    w = (1 - MIX) * w_label / (x[labelled] @ w_label).std() + MIX * w_steps / (x[labelled] @ w_steps).std()
+    w = np.round(w, 4)
+    n_dense = counts.shape[1]
+    word_w = w[1 + n_dense :]
+    model = {
+        "_about": (
+            "Reasoning-load model of producer/complexity.py, fitted on GSM8K (RouteLLM's gsm8k_responses.csv, "
+            "Apache-2.0) by `python bench/classify.py refit`: do not edit by hand."
+        ),
+        "dense": [
+            [name, round(float(m), 4), round(float(s), 4), float(v)]
+            for name, m, s, v in zip(complexity.DENSE, means, sds, w[1 : 1 + n_dense], strict=True)
+        ],
+        "words": {word: float(v) for word, v in zip(vocabulary, word_w, strict=True) if v != 0.0},
+        "bias": float(w[0]),
+        "neutral_words": round(float((words @ word_w).mean()), 4),
+        "centre": 0.0,
+        "scale": 1.0,
+    }
+    with _installed(model):
+        logits = [complexity.reasoning_logit(p.text) for p in problems]
+    q10, q50, q90 = _quantiles(logits, (0.1, 0.5, 0.9))
+    model["centre"] = round(q50, 4)
+    model["scale"] = round((q90 - q10) / (2 * SPREAD), 4)
+    return model
+
+
+@contextlib.contextmanager
+def _installed(model: dict) -> Iterator[None]:
+    saved = complexity._MODEL
+    complexity._MODEL = complexity.Model.from_dict(model)
+    try:
+        yield
+    finally:
+        complexity._MODEL = saved
+
+
+def cross_validated_auc(folds: int = 5, seeds: int = 5) -> tuple[list[float], list[float], list[float]]:
+    """Per seed: the AUC of the complete ``complexity_score`` (model refitted on the other folds, centring,
+    scaling and task-kind cues included) on each held-out fold, and of the fitted logit alone; and the
+    held-out scores of every GSM8K problem under the first seed. Problems both models got wrong are split
+    into folds too (they inform the answer-length fit) but never enter an AUC."""
     import random
 
-    texts, labels = gsm8k_labelled()
-    results = []
+    problems = _problems()
+    labelled = [i for i, p in enumerate(problems) if p.label is not None]
+    labels = [problems[i].label for i in labelled]
+    complete, logit, first = [], [], []
     for seed in range(seeds):
-        idx = list(range(len(texts)))
-        random.Random(seed).shuffle(idx)
-        scores = [0.0] * len(texts)
+        order = list(range(len(problems)))
+        random.Random(seed).shuffle(order)
+        scores = [0.0] * len(problems)
+        logits = [0.0] * len(problems)
         for f in range(folds):
-            test = idx[f::folds]
-            train = sorted(set(idx) - set(test))
-            x, means, sds = _standardised([texts[i] for i in train])
-            weights, bias = _fit(x, [labels[i] for i in train])
-            for i in test:
-                feats = complexity._features(texts[i], complexity._present(texts[i]))
-                scores[i] = bias + sum(w * (v - m) / s for w, v, m, s in zip(weights, feats, means, sds, strict=True))
-        results.append(auc(scores, labels))
-    return statistics.fmean(results)
+            test = set(order[f::folds])
+            model = fit_complexity([p for i, p in enumerate(problems) if i not in test])
+            with _installed(model):
+                for i in test:
+                    scores[i] = complexity.complexity_score(problems[i].text)
+                    logits[i] = complexity.reasoning_logit(problems[i].text)
+        complete.append(auc([scores[i] for i in labelled], labels))
+        logit.append(auc([logits[i] for i in labelled], labels))
+        first = first or scores
+    return complete, logit, first
 
 
 def refit() -> None:
-    texts, labels = gsm8k_labelled()
-    x, means, sds = _standardised(texts)
-    weights, bias = _fit(x, labels)
-    names = [name for name, *_ in complexity._MODEL]
-    print("_MODEL = (")
-    for name, m, s, w in zip(names, means, sds, weights, strict=True):
-        print(f'    ("{name}", {m:.4f}, {s:.4f}, {w:.4f}),')
-    print(f")\n_BIAS = {bias:.4f}")
-    logits = [bias + sum(w * v for w, v in zip(weights, row, strict=True)) for row in x]
-    q = statistics.quantiles(logits, n=10)
-    print(f"_CENTRE = {statistics.median(logits):.4f}  # logit deciles {[round(v, 3) for v in q]}")
-    print(f"in-sample AUC {auc(logits, labels):.3f}; 5-fold CV AUC {cross_validated_auc():.3f}")
+    """Refit on all of GSM8K and write producer/data/complexity_model.json."""
+    model = fit_complexity(_problems())
+    text = json.dumps(model, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    complexity.MODEL_PATH.write_text(text, encoding="utf-8")
+    top = sorted(model["words"].items(), key=lambda kv: kv[1])
+    print(f"wrote {complexity.MODEL_PATH.relative_to(REPO)} ({len(text.encode())} bytes, {len(top)} words)")
+    print("  counts: " + ", ".join(f"{name} {w:+.3f}" for name, _, _, w in model["dense"]))
+    print("  words, lowest: " + ", ".join(f"{w} {v:+.3f}" for w, v in top[:12]))
+    print("  words, highest: " + ", ".join(f"{w} {v:+.3f}" for w, v in top[-12:]))
+    print(f"  centre {model['centre']}, scale {model['scale']}; run `bench/classify.py complexity` for the AUCs")
 
 
 def report_complexity() -> None:
     texts, labels = gsm8k_labelled()
     scores = [complexity.complexity_score(t) for t in texts]
     length = [float(len(t)) for t in texts]
+    complete, logit, held_out = cross_validated_auc()
     print("== complexity (GSM8K: positive = weak wrong & strong right, negative = weak right)")
     print(
-        f"  ROC AUC in-sample {auc(scores, labels):.3f};"
-        f" 5-fold CV (refit per fold) {cross_validated_auc():.3f};"
+        f"  ROC AUC 5-fold CV, refit per fold, {len(complete)} seeds: complete score"
+        f" {statistics.fmean(complete):.3f} (seeds {min(complete):.3f}-{max(complete):.3f}),"
+        f" fitted logit alone {statistics.fmean(logit):.3f}"
+    )
+    print(
+        f"  ROC AUC in-sample (shipped weights, optimistic) {auc(scores, labels):.3f};"
         f" prompt length alone {auc(length, labels):.3f}"
     )
     gsm = [complexity.complexity_score(r["prompt"]) for r in gsm8k()]
@@ -246,14 +343,15 @@ def report_complexity() -> None:
             f"  {name:15s} <0.3 {bands[0] / len(values):5.1%}  0.3-0.8 {bands[1] / len(values):5.1%}"
             f"  >0.8 {bands[2] / len(values):5.1%}"
         )
-    weak_by_band: dict[str, list[int]] = {"<0.3": [], "0.3-0.8": [], ">0.8": []}
-    for r, s in zip(gsm8k(), gsm, strict=True):
-        band = "<0.3" if s < 0.3 else ">0.8" if s > 0.8 else "0.3-0.8"
-        weak_by_band[band].append(r[WEAK] == "True")
-    print(
-        "  Mixtral accuracy by band: "
-        + ", ".join(f"{b} {statistics.fmean(v):.1%} (n={len(v)})" for b, v in weak_by_band.items() if v)
-    )
+    for name, values in (("in-sample", gsm), ("held-out, seed 0", held_out)):
+        weak_by_band: dict[str, list[int]] = {"<0.3": [], "0.3-0.8": [], ">0.8": []}
+        for r, s in zip(gsm8k(), values, strict=True):
+            band = "<0.3" if s < 0.3 else ">0.8" if s > 0.8 else "0.3-0.8"
+            weak_by_band[band].append(r[WEAK] == "True")
+        print(
+            f"  Mixtral accuracy by band ({name}): "
+            + ", ".join(f"{b} {statistics.fmean(v):.1%} (n={len(v)})" for b, v in weak_by_band.items() if v)
+        )
     by_cat: dict[str, list[float]] = {}
     for cat, s in mt:
         by_cat.setdefault(cat, []).append(s)
@@ -265,7 +363,7 @@ def report_complexity() -> None:
         )
     )
     real = [len(r[STRONG + "_response"]) / 3.6 for r in gsm8k()]
-    est = [complexity.expected_output_tokens(r["prompt"], None) for r in gsm8k()]
+    est = [output_length.expected_output_tokens(r["prompt"], None) for r in gsm8k()]
     print(
         f"  expected output tokens on GSM8K: median estimate {statistics.median(est):.0f} vs GPT-4 real "
         f"{statistics.median(real):.0f}; Spearman {spearman(est, real):.2f}"

@@ -101,17 +101,49 @@ def _require_data() -> None:
 
 
 def test_gsm8k_auc_beats_prompt_length() -> None:
-    # The brief's target is 0.65; measured in-sample is ~0.62 and 5-fold cross-validated ~0.61 (see
-    # bench/classify.py), above prompt length alone (0.60) and LiteLLM's router (0.55). The assertion holds
-    # the level reached so that a regression fails; it does not pretend the 0.65 target is met.
+    # The brief's target is 0.65 out of sample. The honest figure is bench/classify.py's 5-fold
+    # cross-validation (model refitted per fold): about 0.62, above prompt length alone (0.60) and LiteLLM's
+    # router (0.55), short of the target. In-sample (about 0.70) is optimistic: the shipped weights saw these
+    # prompts. The assertions hold the level reached so that a regression fails; they do not claim 0.65.
     _require_data()
     from bench.classify import auc, gsm8k_labelled
 
     texts, labels = gsm8k_labelled()
     ours = auc([complexity_score(t) for t in texts], labels)
     by_length = auc([float(len(t)) for t in texts], labels)
-    assert ours >= 0.61
+    assert ours >= 0.68
     assert ours > by_length
+
+
+def test_shipped_model_is_what_refit_writes() -> None:
+    """producer/data/complexity_model.json is generated, never edited: refitting reproduces it."""
+    _require_data()
+    pytest.importorskip("numpy")
+    import json
+
+    from bench.classify import _problems, fit_complexity
+    from producer.complexity import MODEL_PATH
+
+    shipped = json.loads(MODEL_PATH.read_text(encoding="utf-8"))
+    fitted = fit_complexity(_problems())
+    assert fitted["words"].keys() == shipped["words"].keys()
+    assert all(abs(fitted["words"][w] - v) <= 2e-4 for w, v in shipped["words"].items())
+    assert [d[0] for d in fitted["dense"]] == [d[0] for d in shipped["dense"]]
+    for key in ("bias", "neutral_words", "centre", "scale"):
+        assert abs(fitted[key] - shipped[key]) <= 2e-3, key
+
+
+def test_word_problem_terms_apply_only_to_short_prompts_with_quantities() -> None:
+    from producer.complexity import is_word_problem, normalise
+
+    def check(text: str) -> bool:
+        norm = normalise(text)
+        return is_word_problem(text, norm, set(norm.split()))
+
+    assert check("Tom has 3 apples and buys 2 more. How many apples does he have?")
+    assert check("A baker sells half of her 40 loaves.")
+    assert not check("Summarise the attached minutes.")
+    assert not check("Tom has 3 apples and buys 2 more. " * 40)
 
 
 def test_scores_spread_across_all_three_bands() -> None:
