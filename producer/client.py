@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sized
+from collections.abc import Callable, Iterable, Iterator, Sized
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,11 +58,20 @@ class Client:
         size = len(jobs) if isinstance(jobs, Sized) else None
         pool = self.submitter.pool_for(size)
         try:
+            ahead: list[Callable[[], list[Any]]] = []
+            classify_ahead = None
             if pool is not None:
-                pool.warm()  # its processes start while the jobs are validated
-            parsed = collect_jobs(jobs)  # raises InputError listing every problem; nothing enqueued
+                # Each chunk is classified in the pool as soon as it is validated; nothing is recorded or
+                # enqueued before every job is valid.
+                def classify_ahead(chunk: list[InferenceJob]) -> None:
+                    ahead.append(pool.start([(job.text, job.max_tokens) for job in chunk]))
+
+            # Raises InputError listing every problem; nothing enqueued.
+            parsed = collect_jobs(jobs, classify_ahead, self.submitter.chunk)
             name = batch or f"batch-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-            self.last_report = self.submitter.submit(enumerate(parsed, 1), name, size_hint=len(parsed), pool=pool)
+            self.last_report = self.submitter.submit(
+                enumerate(parsed, 1), name, size_hint=len(parsed), pool=pool, ahead=ahead
+            )
         finally:
             if pool is not None:
                 pool.close()

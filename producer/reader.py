@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -113,8 +113,14 @@ def iter_file_jobs(path: str | Path) -> Iterator[tuple[int, InferenceJob]]:
             yield number, job
 
 
-def collect_jobs(items: Iterable[Any]) -> list[InferenceJob]:
-    """Validate an in-memory iterable (Python client); all problems at once, positions 1-based."""
+def collect_jobs(
+    items: Iterable[Any], on_chunk: Callable[[list[InferenceJob]], None] | None = None, chunk: int = 2000
+) -> list[InferenceJob]:
+    """Validate an in-memory iterable (Python client); all problems at once, positions 1-based.
+
+    ``on_chunk`` sees each run of ``chunk`` valid jobs as soon as it is read (while no problem has been found),
+    so that classification can start before validation ends; it is not called once a problem is found.
+    """
     jobs: list[InferenceJob] = []
     problems: list[InputProblem] = []
     seen: dict[str, int] = {}
@@ -135,6 +141,10 @@ def collect_jobs(items: Iterable[Any]) -> list[InferenceJob]:
             problems.append(InputProblem(index, "custom_id", f"duplicate {job.custom_id!r} (first at {first})"))
             continue
         jobs.append(job)
+        if on_chunk is not None and not problems and len(jobs) % chunk == 0:
+            on_chunk(jobs[-chunk:])
     if problems:
         raise InputError(problems)
+    if on_chunk is not None and len(jobs) % chunk:
+        on_chunk(jobs[-(len(jobs) % chunk) :])
     return jobs

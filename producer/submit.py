@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -95,9 +96,11 @@ class Submitter:
         progress: Callable[[int], None] | None = None,
         size_hint: int | None = None,
         pool: ClassifierPool | None = None,
+        ahead: Sequence[Callable[[], list[Any]]] = (),
     ) -> SubmitReport:
         """Submit ``jobs``; ``size_hint`` (the number of jobs, when known) lets a big submission classify on
-        every core. ``pool``: the caller's classifier pool (already warm), which it closes."""
+        every core. ``pool``: the caller's classifier pool, which it closes; ``ahead``: classifications the
+        caller already started on it, one per chunk of ``self.chunk`` jobs, in order."""
         batch_id = store.ensure_batch(self.engine, batch, source)
         report = SubmitReport(batch_id=batch_id, batch=batch)
         with self.engine.connect() as conn:
@@ -110,7 +113,7 @@ class Submitter:
         if own:
             pool = self.pool_for(size_hint)
         try:
-            self._submit_chunks(jobs, batch_id, report, pool, progress)
+            self._submit_chunks(jobs, batch_id, report, pool, progress, ahead)
         finally:
             if own and pool is not None:
                 pool.close()
@@ -121,7 +124,10 @@ class Submitter:
         return ClassifierPool(self.processes) if (size_hint or 0) >= MIN_JOBS_FOR_POOL else None
 
     def _decided(
-        self, chunks: Iterable[list[tuple[int, InferenceJob]]], pool: ClassifierPool | None
+        self,
+        chunks: Iterable[list[tuple[int, InferenceJob]]],
+        pool: ClassifierPool | None,
+        ahead: deque[Callable[[], list[Any]]],
     ) -> Iterator[tuple[list[tuple[int, InferenceJob]], list[RouteDecision]]]:
         """Each chunk with its routing decisions; with a pool, the next chunk is classified meanwhile."""
         if pool is None:
@@ -130,7 +136,8 @@ class Submitter:
             return
         pending: tuple[list[tuple[int, InferenceJob]], Callable[[], list[Any]]] | None = None
         for chunk in chunks:
-            started = pool.start([(job.text, job.max_tokens) for _, job in chunk])
+            # A chunk whose classification began while the input was being validated, or one to start now.
+            started = ahead.popleft() if ahead else pool.start([(job.text, job.max_tokens) for _, job in chunk])
             if pending is not None:
                 yield pending[0], self._decide(*pending)
             pending = (chunk, started)
@@ -150,8 +157,9 @@ class Submitter:
         report: SubmitReport,
         pool: ClassifierPool | None,
         progress: Callable[[int], None] | None,
+        ahead: Sequence[Callable[[], list[Any]]] = (),
     ) -> None:
-        for chunk, decisions in self._decided(_chunks(jobs, self.chunk), pool):
+        for chunk, decisions in self._decided(_chunks(jobs, self.chunk), pool, deque(ahead)):
             rows: list[dict[str, Any]] = []
             splits: dict[uuid.UUID, SplitPlan] = {}
             for (seq, job), decision in zip(chunk, decisions, strict=True):

@@ -37,3 +37,43 @@ def test_awkward_text_and_metadata_round_trip_through_copy(client, db: str) -> N
         ]
         assert row.request["max_tokens"] == 5 and row.state == "queued" and row.parent_id is None
         assert 0.0 <= row.complexity <= 1.0 and row.route_reason
+
+
+def test_a_big_submission_classified_in_the_pool_routes_like_one_classified_inline(client, db: str) -> None:
+    """Above MIN_JOBS_FOR_POOL, classification runs in classifier processes, started while the input is still
+    being validated: every job must be recorded with the decision the router makes inline."""
+    from producer.classify_pool import MIN_JOBS_FOR_POOL
+    from switchyard.workload import generate
+
+    jobs = list(generate(MIN_JOBS_FOR_POOL + 321))  # two full chunks and more, and a short last one
+    client.submit_many(jobs, batch="big")
+    with Session(get_engine(db)) as session:
+        recorded = {
+            r.custom_id: r for r in session.scalars(select(Job).where(Job.batch_id == client.last_report.batch_id))
+        }
+    assert len(recorded) == len(jobs) and client.last_report.submitted == len(jobs)
+    for job in jobs[:: len(jobs) // 400]:
+        decision = client.classify(job)
+        row = recorded[job["custom_id"]]
+        assert (row.model, row.route_rule, row.contains_pii) == (decision.model, decision.rule, decision.contains_pii)
+        assert row.complexity == decision.complexity and row.expected_output_tokens == decision.expected_output_tokens
+
+
+def test_a_big_submission_with_one_bad_line_enqueues_nothing(client, db: str, clean_redis: str) -> None:
+    import redis
+
+    from producer.classify_pool import MIN_JOBS_FOR_POOL
+    from switchyard.errors import InputError
+    from switchyard.workload import generate
+
+    jobs = list(generate(MIN_JOBS_FOR_POOL + 10))
+    jobs[-3]["max_tokens"] = -1
+    try:
+        client.submit_many(jobs, batch="bad-big")
+    except InputError as exc:
+        assert [(p.line, p.field) for p in exc.problems] == [(len(jobs) - 2, "max_tokens")]
+    else:
+        raise AssertionError("the bad line was accepted")
+    with Session(get_engine(db)) as session:
+        assert session.scalars(select(Job).where(Job.custom_id == jobs[0]["custom_id"])).first() is None
+    assert redis.Redis.from_url(clean_redis).dbsize() == 0
