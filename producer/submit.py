@@ -66,7 +66,7 @@ class Submitter:
         self.chunk = chunk
         self.processes = processes
 
-    def _publish(self, batch_id: uuid.UUID, rows: list[tuple[uuid.UUID, str, int]], leftovers: bool = False) -> None:
+    def _publish(self, batch_id: uuid.UUID, rows: list[tuple[str, str, int]], leftovers: bool = False) -> None:
         if not rows:
             return
         self.publisher.publish(Outgoing(str(i), self.catalog.model(m).queue, p) for i, m, p in rows)
@@ -161,7 +161,7 @@ class Submitter:
     ) -> None:
         for chunk, decisions in self._decided(_chunks(jobs, self.chunk), pool, deque(ahead)):
             rows: list[dict[str, Any]] = []
-            splits: dict[uuid.UUID, SplitPlan] = {}
+            splits: dict[str, SplitPlan] = {}  # by job id, as insert_jobs returns it
             for (seq, job), decision in zip(chunk, decisions, strict=True):
                 row = store.job_row(batch_id, seq, job, decision, self.catalog)
                 plan = self._split_plan(row, decision)
@@ -169,16 +169,17 @@ class Submitter:
                     # The parent never runs itself: its parts do, then a combining job.
                     row.update(state="running", chunk_count=len(plan.parts))
                     row["request"]["task_head"] = plan.task
-                    splits[row["id"]] = plan
+                    splits[str(row["id"])] = plan
                 rows.append(row)
             with self.engine.begin() as conn:
                 inserted = store.insert_jobs(conn, rows)
                 store.add_batch_total(conn, batch_id, len(inserted))
+                new_ids = {i[0] for i in inserted} if splits else set()
                 parts = [
                     part
                     for r in rows
-                    if r["id"] in splits and any(i[0] == r["id"] for i in inserted)
-                    for part in store.part_rows(r, splits[r["id"]])
+                    if str(r["id"]) in splits and str(r["id"]) in new_ids
+                    for part in store.part_rows(r, splits[str(r["id"])])
                 ]
                 inserted_parts = store.insert_jobs(conn, parts)
                 # A split document's parent never goes to the broker (its parts do): nothing to hold for it.
