@@ -137,7 +137,7 @@ class BatchedRecorder(Recorder):
 
     def claim(self, job_id: uuid.UUID, lease_s: float) -> Claim | None:
         write = _Write(job_id, time.monotonic() + self.claim_linger_s, lease_s=lease_s)
-        if not self._enqueue(self._claims, write):
+        if not self._enqueue(write, claim=True):
             return super().claim(job_id, lease_s)
         return write.future.result()
 
@@ -145,17 +145,18 @@ class BatchedRecorder(Recorder):
         if not out.self_hosted:
             return super().succeed(claim, out)
         write = _Write(claim.job_id, time.monotonic() + self.succeed_linger_s, claim=claim, outcome=out)
-        if not self._enqueue(self._results, write):
+        if not self._enqueue(write, claim=False):
             return super().succeed(claim, out)
         return write.future.result()
 
     # --- the writer thread ----------------------------------------------------------------------------
 
-    def _enqueue(self, pending: list[_Write], write: _Write) -> bool:
+    def _enqueue(self, write: _Write, *, claim: bool) -> bool:
         """Queue ``write`` for the writer; False when the writer is not running (write it directly)."""
         with self._cond:
             if self._thread is None or self._stopping:
                 return False
+            pending = self._claims if claim else self._results  # under the lock, like every use of them
             pending.append(write)
             # Wake the writer only when its plans change: a new earliest due, or a full batch.
             if write.due < self._due or len(pending) == self.max_batch:
@@ -171,8 +172,8 @@ class BatchedRecorder(Recorder):
                     if self._stopping or full or time.monotonic() >= self._due:
                         break
                     self._cond.wait(None if self._due == float("inf") else self._due - time.monotonic())
-                claims, self._claims = self._claims[:self.max_batch], self._claims[self.max_batch:]
-                results, self._results = self._results[:self.max_batch], self._results[self.max_batch:]
+                claims, results = self._claims[:self.max_batch], self._results[:self.max_batch]
+                del self._claims[:self.max_batch], self._results[:self.max_batch]
                 self._due = min((w.due for w in (*self._claims, *self._results)), default=float("inf"))
                 if not claims and not results and self._stopping:
                     return

@@ -131,3 +131,40 @@ def test_stop_commits_what_is_waiting_then_writes_directly(db: str) -> None:
     assert answer == [True] and _counts(db, [claim.job_id])[:3] == (1, 1, 1)
     job_id = _job(get_engine(db), MODEL)
     assert rec.claim(job_id, lease_s=60) is not None and rec.batches == 1  # straight to the database
+
+
+
+class _LateToLock:
+    """The recorder's condition, but the thread named "late" pauses before taking its lock."""
+
+    def __init__(self, cond: threading.Condition, pause_s: float) -> None:
+        self.cond, self.pause_s = cond, pause_s
+
+    def __enter__(self) -> bool:
+        if threading.current_thread().name == "late":
+            time.sleep(self.pause_s)
+        return self.cond.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self.cond.__exit__(*exc)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.cond, name)
+
+
+def test_a_write_queued_while_the_writer_takes_a_batch_is_not_lost(db: str) -> None:
+    """A task thread about to queue its write while the writer takes the pending ones must still be answered
+    (a lost write hangs its task, and holds its message, for ever)."""
+    rec = BatchedRecorder(get_engine(db), "test", claim_linger_s=0.03)
+    rec._cond = _LateToLock(rec._cond, pause_s=0.2)  # type: ignore[assignment]
+    rec.start()
+    answers: list[Claim | None] = []
+    first = threading.Thread(target=lambda: answers.append(rec.claim(uuid.uuid4(), 60)), daemon=True)
+    late = threading.Thread(target=lambda: answers.append(rec.claim(uuid.uuid4(), 60)), name="late", daemon=True)
+    first.start()
+    time.sleep(0.005)
+    late.start()  # decides to queue now, gets the lock after the writer has taken the first claim's batch
+    first.join(5)
+    late.join(5)
+    assert answers == [None, None], "a claim was never answered"
+    rec.stop()
