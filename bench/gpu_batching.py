@@ -76,14 +76,15 @@ from workers.engines.simulated import SimulatedEngine, SimulatedEngineProfile, p
 
 MODEL = "llama-3-70b"
 LAUNCHER = Path(__file__).with_name("_profile_worker.py")
-SCRATCH_REDIS_DB = 12
+SCRATCH_REDIS_DB = 14  # its own: bench/submit_file.py flushes 12, bench/enqueue.py 11, the tests 13
 WORDS = ("report", "invoice", "customer", "shipment", "forecast", "revenue", "policy", "contract", "budget")
 #: py-spy buckets for the worker's GIL-holding samples: the first frame pattern that matches wins.
 PROFILE_BUCKETS = (
-    ("Postgres: claim (Recorder.claim)", "Recorder.claim"),
-    ("Postgres: result + ledger + job + budget (Recorder.succeed)", "Recorder.succeed"),
+    ("Postgres: group commit, writer thread (BatchedRecorder._run)", "BatchedRecorder._run"),
+    ("Postgres: claim, task threads (Recorder.claim)", "Recorder.claim"),
+    ("Postgres: result + ledger + job + budget, task threads (Recorder.succeed)", "Recorder.succeed"),
     ("Celery: task events (worker_send_task_events)", "EventDispatcher"),
-    ("Celery: acks", "Message.ack"),
+    ("Celery: acks", "Message.ack|flush_acks"),
     ("Celery: fetch and dispatch (BRPOP, deliver, strategy)", "on_readable|_brpop_read|_deliver"),
     ("engine loop and runner", "simulated.py|runner.py|base_events.py"),
     ("logging", "logging/__init__"),
