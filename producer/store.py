@@ -181,7 +181,14 @@ def _copy_line(row: dict[str, Any]) -> str:
     )
 
 
-def insert_jobs(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[tuple[str, str, int]]:
+def copy_block(rows: Sequence[dict[str, Any]]) -> str:
+    """The rows in COPY's text format, for insert_jobs (formatted ahead by the submitter's routing thread)."""
+    return "".join(map(_copy_line, rows))
+
+
+def insert_jobs(
+    conn: Connection, rows: Sequence[dict[str, Any]], block: str | None = None
+) -> list[tuple[str, str, int]]:
     """Insert the rows that are new in their batch; return (id as text, model, priority) of those inserted
     (text: the ids go into broker messages, and building 10^5 UUID objects only to print them costs).
 
@@ -197,7 +204,7 @@ def insert_jobs(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[tuple[
             "CREATE TEMP TABLE IF NOT EXISTS jobs_incoming (LIKE jobs INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
         with cur.copy(f"COPY jobs_incoming ({columns}) FROM STDIN") as copy:
-            copy.write("".join(map(_copy_line, rows)))
+            copy.write(copy_block(rows) if block is None else block)
         # enqueued_at is set here, with the row: until its message is in Redis the job is also listed in its
         # batch's ``unpublished`` (hold_unpublished), which is what a resumed submit reads.
         cur.execute(

@@ -13,6 +13,7 @@ import logging
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -159,34 +160,69 @@ class Submitter:
         progress: Callable[[int], None] | None,
         ahead: Sequence[Callable[[], list[Any]]] = (),
     ) -> None:
-        for chunk, decisions in self._decided(_chunks(jobs, self.chunk), pool, deque(ahead)):
-            rows: list[dict[str, Any]] = []
-            splits: dict[str, SplitPlan] = {}  # by job id, as insert_jobs returns it
-            for (seq, job), decision in zip(chunk, decisions, strict=True):
-                row = store.job_row(batch_id, seq, job, decision, self.catalog)
-                plan = self._split_plan(row, decision)
-                if plan is not None:
-                    # The parent never runs itself: its parts do, then a combining job.
-                    row.update(state="running", chunk_count=len(plan.parts))
-                    row["request"]["task_head"] = plan.task
-                    splits[str(row["id"])] = plan
-                rows.append(row)
-            with self.engine.begin() as conn:
-                inserted = store.insert_jobs(conn, rows)
-                store.add_batch_total(conn, batch_id, len(inserted))
-                new_ids = {i[0] for i in inserted} if splits else set()
-                parts = [
-                    part
-                    for r in rows
-                    if str(r["id"]) in splits and str(r["id"]) in new_ids
-                    for part in store.part_rows(r, splits[str(r["id"])])
-                ]
-                inserted_parts = store.insert_jobs(conn, parts)
-                # A split document's parent never goes to the broker (its parts do): nothing to hold for it.
-                outgoing = [i for i in inserted if i[0] not in splits] + inserted_parts
-                store.hold_unpublished(conn, batch_id, [i[0] for i in outgoing])
-            self._publish(batch_id, outgoing)
-            report.submitted += len(inserted)
-            report.skipped += len(rows) - len(inserted)
-            if progress is not None:
-                progress(len(chunk))
+        """Two stages, one chunk apart: this thread routes a chunk and formats its rows while a writer thread
+        records the previous chunk and publishes it (mostly waiting on PostgreSQL and Redis, on the other core).
+        One writer keeps chunks in order; at most one chunk waits for it."""
+        with ThreadPoolExecutor(1, thread_name_prefix="submit-writer") as writer:
+            pending: Future[None] | None = None
+            for chunk, decisions in self._decided(_chunks(jobs, self.chunk), pool, deque(ahead)):
+                prepared = self._prepare(batch_id, chunk, decisions)
+                if pending is not None:
+                    pending.result()  # the writer's errors surface here; nothing after them is recorded
+                pending = writer.submit(self._record, batch_id, prepared, report, progress, len(chunk))
+            if pending is not None:
+                pending.result()
+
+    def _prepare(
+        self, batch_id: uuid.UUID, chunk: list[tuple[int, InferenceJob]], decisions: list[RouteDecision]
+    ) -> _Prepared:
+        rows: list[dict[str, Any]] = []
+        splits: dict[str, SplitPlan] = {}  # by job id, as insert_jobs returns it
+        for (seq, job), decision in zip(chunk, decisions, strict=True):
+            row = store.job_row(batch_id, seq, job, decision, self.catalog)
+            plan = self._split_plan(row, decision)
+            if plan is not None:
+                # The parent never runs itself: its parts do, then a combining job.
+                row.update(state="running", chunk_count=len(plan.parts))
+                row["request"]["task_head"] = plan.task
+                splits[str(row["id"])] = plan
+            rows.append(row)
+        return _Prepared(rows, store.copy_block(rows), splits)
+
+    def _record(
+        self,
+        batch_id: uuid.UUID,
+        prepared: _Prepared,
+        report: SubmitReport,
+        progress: Callable[[int], None] | None,
+        size: int,
+    ) -> None:
+        rows, splits = prepared.rows, prepared.splits
+        with self.engine.begin() as conn:
+            inserted = store.insert_jobs(conn, rows, prepared.block)
+            store.add_batch_total(conn, batch_id, len(inserted))
+            new_ids = {i[0] for i in inserted} if splits else set()
+            parts = [
+                part
+                for r in rows
+                if str(r["id"]) in splits and str(r["id"]) in new_ids
+                for part in store.part_rows(r, splits[str(r["id"])])
+            ]
+            inserted_parts = store.insert_jobs(conn, parts)
+            # A split document's parent never goes to the broker (its parts do): nothing to hold for it.
+            outgoing = [i for i in inserted if i[0] not in splits] + inserted_parts
+            store.hold_unpublished(conn, batch_id, [i[0] for i in outgoing])
+        self._publish(batch_id, outgoing)
+        report.submitted += len(inserted)
+        report.skipped += len(rows) - len(inserted)
+        if progress is not None:
+            progress(size)
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A chunk ready for the writer: its rows, the same rows in COPY format, and split plans by job id."""
+
+    rows: list[dict[str, Any]]
+    block: str
+    splits: dict[str, SplitPlan]
