@@ -406,6 +406,7 @@ def report_speed(repeat: int = 5) -> None:
     }
     # The router sends system + user text as one string, so real prompts are longer than these: 4 KB
     # documents of MT-Bench prose (instructions) and of GSM8K + presidio text (dense with names, numbers, PII).
+    corpora["1 KB prose"] = _chunks(corpora["MT-Bench turns"] * 3, 1024)
     corpora["4 KB prose"] = _chunks(corpora["MT-Bench turns"] * 3, 4096)
     corpora["4 KB PII-dense"] = _chunks(corpora["GSM8K"] + corpora["presidio"], 4096)
     load = Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
