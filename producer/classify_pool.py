@@ -183,7 +183,7 @@ class ClassifierPool:
 def main() -> None:
     """A classifier process: read tasks from stdin until it closes, answer each on stdout."""
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    classify_texts([("warm up: compile the detectors", None)])
+    classify_texts([("warm up: compile the detectors", None), ("and their Unicode forms: é", None)])
     while True:
         try:
             items = _receive(stdin)

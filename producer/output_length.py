@@ -154,7 +154,8 @@ _KIND_NAMES = tuple(f"kind{i}" for i in range(len(_KINDS)))
 _GATE = Gate(
     [(name, p.pattern, False) for name, (p, _) in zip(_ASK_NAMES, _ASKS, strict=True)]
     + [(name, p.pattern, False) for name, (p, _) in zip(_KIND_NAMES, _KINDS, strict=True)]
-    + [("limit", _LIMIT.pattern, False), ("short", _SHORT.pattern, False)]
+    + [("limit", _LIMIT.pattern, False), ("short", _SHORT.pattern, False)],
+    ascii_only=True,  # compiled for Unicode these take five seconds; other text takes the keyword tests
 )
 
 

@@ -25,9 +25,13 @@ classification agree exactly.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import platform
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -45,8 +49,11 @@ _UNDECIDABLE = r"[\x0b\x1c-\x1f\x85]"
 class Gate:
     """A compiled set of triggers; :meth:`fired` names the ones present in a text, or None for "run all"."""
 
-    def __init__(self, triggers: Sequence[Trigger]) -> None:
+    def __init__(self, triggers: Sequence[Trigger], *, ascii_only: bool = False) -> None:
+        """``ascii_only``: leave non-ASCII text ungated (for patterns whose Unicode database takes seconds to
+        compile: Hyperscan's Unicode classes inside bounded repeats)."""
         self._triggers = tuple(triggers)
+        self._ascii_only = ascii_only
         self._names = tuple(name for name, _, _ in self._triggers)
         self._dbs: dict[bool, Any] = {}  # unicode? -> compiled database
         self._broken = False
@@ -65,14 +72,9 @@ class Gate:
                 if unicode:
                     base |= hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_UCP
                 patterns = [*self._triggers, ("", _UNDECIDABLE, False)]
-                db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-                db.compile(
-                    expressions=[(p if isinstance(p, str) else p[unicode]).encode() for _, p, _ in patterns],
-                    ids=list(range(len(patterns))),
-                    elements=len(patterns),
-                    flags=[base | (hyperscan.HS_FLAG_CASELESS if caseless else 0) for _, _, caseless in patterns],
-                )
-                self._dbs[unicode] = db
+                expressions = [(p if isinstance(p, str) else p[unicode]).encode() for _, p, _ in patterns]
+                flags = [base | (hyperscan.HS_FLAG_CASELESS if caseless else 0) for _, _, caseless in patterns]
+                self._dbs[unicode] = _cached_compile(hyperscan, expressions, flags)
             except Exception as exc:  # ImportError, or hyperscan.error on an unsupported CPU or pattern
                 self._broken = True
                 log.warning("prefilter off, every detector runs on every job (slower, same results): %s", exc)
@@ -95,6 +97,8 @@ class Gate:
         """The names of the triggers present in ``text`` (or, for caseless ones, in ``lowered``, its
         ``str.lower()``, when the caller has it); None when the gate cannot decide (run everything)."""
         unicode = not text.isascii()
+        if unicode and self._ascii_only:
+            return None
         db = self._dbs.get(unicode)
         if db is None:
             db = self._compile(unicode)
@@ -112,6 +116,43 @@ class Gate:
         if len(names) in hits:
             return None
         return {names[i] for i in hits}
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "switchyard"
+
+
+def _cpu_key() -> str:
+    # A compiled database is tuned for the CPU that built it (SSE/AVX): a cache shared between machines must
+    # not hand one to another kind of CPU.
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        flags = ""
+    return f"{platform.machine()} {flags}"
+
+
+def _cached_compile(hyperscan: Any, expressions: list[bytes], flags: list[int]) -> Any:
+    """Compile, or load what an earlier process compiled (the Unicode database takes about a second to build:
+    every classifier process, API worker and CLI command would pay it)."""
+    key = hashlib.sha256(
+        repr((getattr(hyperscan, "__version__", ""), _cpu_key(), expressions, flags)).encode()
+    ).hexdigest()[:32]
+    path = _cache_dir() / f"prefilter-{key}.hsdb"
+    try:
+        return hyperscan.loadb(path.read_bytes(), hyperscan.HS_MODE_BLOCK)
+    except Exception:  # absent, unreadable, or from another build: compile afresh
+        pass
+    db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    db.compile(expressions=expressions, ids=list(range(len(expressions))), elements=len(expressions), flags=flags)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_bytes(hyperscan.dumpb(db))
+        partial.replace(path)  # atomic: a concurrent reader sees the whole file or none
+    except OSError as exc:
+        log.debug("prefilter cache not written: %s", exc)
+    return db
 
 
 def _collect(pattern_id: int, start: int, end: int, flags: int, context: set[int]) -> None:

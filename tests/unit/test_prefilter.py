@@ -113,3 +113,24 @@ def test_gated_equals_ungated_on_random_unicode(text: str) -> None:
 )
 def test_size_asks_read_the_same_through_the_gate(text: str) -> None:
     assert output_length.expected_output_tokens(text, None) == _ungated_length(text, None)
+
+
+def test_compiled_databases_are_cached_and_a_bad_cache_file_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    triggers = [("word", r"\bhello\b", True)]
+    assert Gate(triggers).fired("HELLO there") == {"word"}
+    (cached,) = (tmp_path / "switchyard").glob("prefilter-*.hsdb")
+    good = cached.read_bytes()
+    assert Gate(triggers).fired("well, hello") == {"word"}  # loaded, same answer
+    cached.write_bytes(b"not a database")
+    assert Gate(triggers).fired("hello") == {"word"}  # recompiled
+    assert cached.read_bytes() == good
+    assert Gate(triggers).fired("héllo wörld") == set()  # the Unicode database, cached beside it
+    assert len(list((tmp_path / "switchyard").glob("prefilter-*.hsdb"))) == 2
+
+
+def test_output_length_gate_leaves_non_ascii_text_to_the_keyword_tests() -> None:
+    assert output_length._GATE.fired("write a 3000-word essay about Zürich") is None
+    assert output_length.expected_output_tokens("write a 3000-word essay about Zürich", None) == 4050
