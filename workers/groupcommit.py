@@ -131,7 +131,7 @@ class BatchedRecorder(Recorder):
             self._cond.notify()
         thread.join(timeout)
         self._thread = None
-        log.debug("recorder writer stopped: %s writes in %s transactions", self.written, self.batches)
+        log.info("recorder: %s claims and results written in %s transactions", self.written, self.batches)
 
     # --- the Recorder interface -----------------------------------------------------------------------
 
