@@ -55,6 +55,12 @@ def classify_texts(items: Sequence[Item]) -> list[Read]:
     return out
 
 
+def warm_detectors() -> None:
+    """Compile (or load from the cache) every detector's prefilter, ASCII and Unicode, now rather than on the
+    first prompt that needs it (about a second the first time on a machine)."""
+    classify_texts([("warm up: compile the detectors", None), ("and their Unicode forms: é", None)])
+
+
 def _send(stream: IO[bytes], obj: Any) -> None:
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     stream.write(_HEADER.pack(len(data)) + data)
@@ -183,7 +189,7 @@ class ClassifierPool:
 def main() -> None:
     """A classifier process: read tasks from stdin until it closes, answer each on stdout."""
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    classify_texts([("warm up: compile the detectors", None), ("and their Unicode forms: é", None)])
+    warm_detectors()
     while True:
         try:
             items = _receive(stdin)

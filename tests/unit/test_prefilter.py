@@ -90,7 +90,9 @@ def test_gated_equals_ungated_on_random_ascii(text: str) -> None:
 
 _PIECES = st.sampled_from(
     ["password", " is ", "Hauptstraße ", "5", "١٢٣٤٥", "\u00a0", "\u2003", "\u212a", "İ", "@", "née ", "Ülmenweg",
-     "card 4111 1111 1111 1111", "ＡＢＣ", "born ", "é", "\n", "api_key=", "x" * 17, "Dr. Øyvind Ødegård", ":"]
+     "card 4111 1111 1111 1111", "ＡＢＣ", "born ", "é", "\n", "api_key=", "x" * 17, "Dr. Øyvind Ødegård", ":",
+     "in 3000 words", "a 10-page", "write an essay", "five größere bullet points", "briefly", "how many", "٣٠٠٠",
+     " pages", "in at most 50 words", "write a novel", "résumé ", "chapter"]
 )
 
 
@@ -131,6 +133,7 @@ def test_compiled_databases_are_cached_and_a_bad_cache_file_is_replaced(
     assert len(list((tmp_path / "switchyard").glob("prefilter-*.hsdb"))) == 2
 
 
-def test_output_length_gate_leaves_non_ascii_text_to_the_keyword_tests() -> None:
-    assert output_length._GATE.fired("write a 3000-word essay about Zürich") is None
-    assert output_length.expected_output_tokens("write a 3000-word essay about Zürich", None) == 4050
+def test_output_length_reads_non_ascii_text_through_its_unicode_database() -> None:
+    assert output_length._GATE.fired("write a 3000-word essay about zürich") == {"ask0", "kind1", "kind2"}
+    assert output_length.expected_output_tokens("Write a 3000-word essay about Zürich", None) == 4050
+    assert output_length.expected_output_tokens("Écris: in five größere sentences, bitte", None) == 135
