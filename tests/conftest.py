@@ -128,8 +128,10 @@ def clean_redis(redis_url: str) -> str:
     return redis_url
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
+    """../shared/data: the public labelled sets the PII and complexity targets are measured on. It lives beside
+    the repository and is not copied into it (its README asks so): a clone elsewhere skips those tests."""
     if not SHARED_DATA.is_dir():
         pytest.skip(f"public labelled data not found at {SHARED_DATA} (it lives beside the repository)")
     return SHARED_DATA

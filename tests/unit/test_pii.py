@@ -12,8 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from producer.pii import PIIFinding, PIIReport, find, scan
 from tests.pii_strategies import HELDOUT_NEGATIVE, HELDOUT_POSITIVE, pii_values, texts_with_pii
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-
 POSITIVES = [
     # contact data
     ("EMAIL", "Send the slides to maria.gonzalez@example.com before noon."),
@@ -177,14 +175,9 @@ def test_generated_pii_is_reported_under_its_own_type(pair: tuple[str, str]) -> 
 # --- targets measured on the shared public data (skipped where ../shared/data is absent) ----------------
 
 
-def _require_data() -> None:
-    if not DATA.is_dir():
-        pytest.skip(f"shared data not found at {DATA}: PII targets not measured")
-
 
 @pytest.fixture(scope="module")
-def presidio_recall() -> dict[str, tuple[int, int]]:
-    _require_data()
+def presidio_recall(shared_data: Path) -> dict[str, tuple[int, int]]:
     from bench.classify import pii_recall
 
     return pii_recall()
@@ -200,8 +193,7 @@ def test_person_and_address_recall_target(presidio_recall: dict[str, tuple[int, 
     assert caught / total >= 0.95
 
 
-def test_false_positive_target_on_clean_prompts() -> None:
-    _require_data()
+def test_false_positive_target_on_clean_prompts(shared_data: Path) -> None:
     from bench.classify import false_positives
 
     flagged, total, _ = false_positives()
