@@ -9,6 +9,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 READY = "worker consuming"
 
@@ -39,12 +40,17 @@ class WorkerHandle:
     def stop(self, timeout: float = 30.0) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+            reap(self.proc, timeout)
         return self.proc.returncode
+
+
+def reap(proc: subprocess.Popen[Any], timeout: float = 30.0) -> None:
+    """Wait for a process already asked to stop (SIGTERM); kill it if it will not."""
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 def worker_env(redis_url: str, database_url: str, config: Path | None = None, **extra: str) -> dict[str, str]:

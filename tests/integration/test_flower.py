@@ -27,7 +27,7 @@ import pytest
 from switchyard.errors import ConfigError
 from switchyard.flower import AUTH_ENV, resolve_auth, start_flower, wait_ready
 from switchyard.settings import Settings
-from tests.workerproc import WorkerHandle, start_worker, worker_env
+from tests.workerproc import WorkerHandle, reap, start_worker, worker_env
 
 pytestmark = pytest.mark.integration
 
@@ -45,15 +45,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _reap(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    """Wait for a process already asked to stop; kill it if it will not."""
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
 
 
 @pytest.fixture
@@ -79,7 +70,7 @@ def workers(database_url: str, clean_redis: str, tmp_path: Path) -> Iterator[dic
         for handle in handles:
             handle.proc.send_signal(signal.SIGTERM)
         for handle in handles:
-            _reap(handle.proc)
+            reap(handle.proc)
 
 
 @pytest.fixture
@@ -113,7 +104,7 @@ def flower(database_url: str, clean_redis: str, backlog: int, tmp_path: Path) ->
         raise
     finally:
         proc.send_signal(signal.SIGTERM)
-        _reap(proc)
+        reap(proc)
 
 
 def test_flower_needs_credentials_and_counts_every_model_queue(flower: str, backlog: int,
@@ -233,7 +224,7 @@ async def chromium_page(binary: str, profile: Path) -> AsyncIterator[Page]:
         ws.close()
     finally:
         proc.terminate()
-        _reap(proc)
+        reap(proc)
         log.close()
 
 

@@ -28,7 +28,7 @@ from switchyard.db import get_engine
 from switchyard.errors import ConfigError
 from switchyard.nightly import NIGHTLY_QUEUE, NIGHTLY_TASK, NightlyOutcome, beat_schedule, build_app, scan_and_submit
 from switchyard.settings import Settings
-from tests.workerproc import worker_env
+from tests.workerproc import reap, worker_env
 
 MODEL_QUEUES = ["llama-3-70b", "mistral-7b", "gpt-4-turbo", "claude-3-opus"]
 
@@ -291,11 +291,7 @@ def test_beat_submits_a_dropped_file_once(db: str, clean_redis: str, tmp_path: P
     finally:
         stopping = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        reap(proc, 20)
     assert proc.returncode == 0, log.read_text()[-3000:]
     assert time.monotonic() - stopping < 10
     assert "schedule state in" in log.read_text() and str(inbox / "*.jsonl") in log.read_text()
