@@ -49,11 +49,8 @@ _UNDECIDABLE = r"[\x0b\x1c-\x1f\x85]"
 class Gate:
     """A compiled set of triggers; :meth:`fired` names the ones present in a text, or None for "run all"."""
 
-    def __init__(self, triggers: Sequence[Trigger], *, ascii_only: bool = False) -> None:
-        """``ascii_only``: leave non-ASCII text ungated (for patterns whose Unicode database takes seconds to
-        compile: Hyperscan's Unicode classes inside bounded repeats)."""
+    def __init__(self, triggers: Sequence[Trigger]) -> None:
         self._triggers = tuple(triggers)
-        self._ascii_only = ascii_only
         self._names = tuple(name for name, _, _ in self._triggers)
         self._dbs: dict[bool, Any] = {}  # unicode? -> compiled database
         self._broken = False
@@ -97,8 +94,6 @@ class Gate:
         """The names of the triggers present in ``text`` (or, for caseless ones, in ``lowered``, its
         ``str.lower()``, when the caller has it); None when the gate cannot decide (run everything)."""
         unicode = not text.isascii()
-        if unicode and self._ascii_only:
-            return None
         db = self._dbs.get(unicode)
         if db is None:
             db = self._compile(unicode)

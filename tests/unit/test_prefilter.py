@@ -54,7 +54,9 @@ def test_gate_is_compiled_here() -> None:
 
 
 def test_kelvin_sign_is_read_lower_cased() -> None:
-    """str.lower() turns U+212A into "k": the caseless triggers see the lower-cased text too."""
+    """str.lower() turns U+212A into "k", so the phrase detector (which reads the lower-cased text) finds this
+    key. The gate must fire for it: Hyperscan's case-blind Unicode matching folds the sign too, and the gate
+    also scans the lower-cased text, so either alone keeps this passing."""
     text = "my api_\u212aey = abcdefghijklmnop1234 thanks"
     assert "API_KEY" in {f.type for f in pii.find(text)}
     assert pii.find(text) == pii.find(text, gated=False)
