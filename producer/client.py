@@ -15,7 +15,7 @@ from producer import store
 from producer.queues import QueueMonitor
 from producer.reader import collect_jobs
 from producer.router import Router
-from producer.submit import SubmitReport, Submitter
+from producer.submit import SubmitReport, Submitter, bulk_gc
 from schemas.jobs import InferenceJob, parse_job
 from schemas.routing import RouteDecision
 from switchyard.db import get_engine
@@ -57,24 +57,25 @@ class Client:
         """Validate everything, then record and enqueue; returns the batch id. Idempotent per custom_id."""
         size = len(jobs) if isinstance(jobs, Sized) else None
         pool = self.submitter.pool_for(size)
-        try:
-            ahead: list[Callable[[], list[Any]]] = []
-            classify_ahead = None
-            if pool is not None:
-                # Each chunk is classified in the pool as soon as it is validated; nothing is recorded or
-                # enqueued before every job is valid.
-                def classify_ahead(chunk: list[InferenceJob]) -> None:
-                    ahead.append(pool.start([(job.text, job.max_tokens) for job in chunk]))
+        with bulk_gc():
+            try:
+                ahead: list[Callable[[], list[Any]]] = []
+                classify_ahead = None
+                if pool is not None:
+                    # Each chunk is classified in the pool as soon as it is validated; nothing is recorded or
+                    # enqueued before every job is valid.
+                    def classify_ahead(chunk: list[InferenceJob]) -> None:
+                        ahead.append(pool.start([(job.text, job.max_tokens) for job in chunk]))
 
-            # Raises InputError listing every problem; nothing enqueued.
-            parsed = collect_jobs(jobs, classify_ahead, self.submitter.chunk)
-            name = batch or f"batch-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-            self.last_report = self.submitter.submit(
-                enumerate(parsed, 1), name, size_hint=len(parsed), pool=pool, ahead=ahead
-            )
-        finally:
-            if pool is not None:
-                pool.close()
+                # Raises InputError listing every problem; nothing enqueued.
+                parsed = collect_jobs(jobs, classify_ahead, self.submitter.chunk)
+                name = batch or f"batch-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+                self.last_report = self.submitter.submit(
+                    enumerate(parsed, 1), name, size_hint=len(parsed), pool=pool, ahead=ahead
+                )
+            finally:
+                if pool is not None:
+                    pool.close()
         return name
 
     def submit(self, job: dict[str, Any] | InferenceJob, batch: str | None = None) -> str:

@@ -15,7 +15,7 @@ import redis
 from producer.queues import QueueMonitor
 from producer.reader import iter_file_jobs, validate_file
 from producer.router import Router
-from producer.submit import SubmitReport, Submitter
+from producer.submit import SubmitReport, Submitter, bulk_gc
 from switchyard.db import get_engine
 from switchyard.errors import InputError
 from switchyard.settings import Settings
@@ -34,7 +34,7 @@ def _progress(enabled: bool) -> Any:
 def submit_file(settings: Settings, path: str, *, batch: str, progress: bool = True, chunk: int = 2000) -> SubmitReport:
     broker, database = settings.require_urls()
     size = os.path.getsize(path)
-    with _progress(progress) as bar:
+    with _progress(progress) as bar, bulk_gc():
         task = bar.add_task("validating", total=size) if bar else None
         check = validate_file(path, progress=(lambda n: bar.advance(task, n)) if bar else None)
         if check.problems:
