@@ -26,7 +26,8 @@ GIL: about 1 / (worker CPU per job) jobs/s). time_scale 1.0 is the calibrated re
 is what fits 5,000 jobs in about 3 minutes; 0.25 is a stress test.
 
 Worker CPU per job: the worker's CPU seconds (user + system, all threads, /proc/PID/stat) from ``worker_ready``
-to the last job, over jobs. Queue and ledger overhead per job = that, less the CPU per job the simulated engine
+to the last job, less the launcher's own sampling threads (bench only), over jobs; also printed per kind of
+thread. Queue and ledger overhead per job = that, less the CPU per job the simulated engine
 itself used in the offline run (the same loop and requests; there it was all the process did).
 
 Where a shortfall comes from: throughput = output tokens / modelled engine time (how full the engine's batches
@@ -55,7 +56,7 @@ import time
 import uuid
 import warnings
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,7 @@ class Run:
     modelled_s: float  # their modelled duration: the engine's busy time on its own clock
     pg_cpu_s: float | None = None  # PostgreSQL server CPU over the run (embedded servers only)
     sys_s: float = 0.0  # the system (kernel) part of cpu_s: futex waits of contended locks, sockets
+    thread_cpu_s: dict[str, float] = field(default_factory=dict)  # cpu_s by kind of thread (workers only)
 
     @property
     def jobs_per_s(self) -> float:
@@ -214,7 +216,9 @@ def run_worker(b: Bench, batch_id: uuid.UUID, n: int, concurrency: int, py_spy: 
     log = b.log_dir / f"worker-{concurrency}.log"
     env = worker_env(b.broker, b.database, SWITCHYARD_SIM_TIME_SCALE=str(b.time_scale))
     cmd = [sys.executable, str(LAUNCHER), "--outputs", b.outputs, "--cpu-file", str(cpu_file)]
-    cmd += ["--engine-stats", str(stats_file), "--", "worker", MODEL, "--engine", "simulated"]
+    threads_file = b.log_dir / f"threads-{concurrency}.json"
+    cmd += ["--engine-stats", str(stats_file), "--thread-cpu", str(threads_file)]
+    cmd += ["--", "worker", MODEL, "--engine", "simulated"]
     cmd += ["--concurrency", str(concurrency)]
     pg0 = postgres_cpu_s(b.pgdata)
     db = get_engine(b.database)
@@ -241,7 +245,11 @@ def run_worker(b: Bench, batch_id: uuid.UUID, n: int, concurrency: int, py_spy: 
         cpu_s, sys_s = t.user + t.system - user0 - sys0, t.system - sys0
         pg1 = postgres_cpu_s(b.pgdata)
         time.sleep(0.5)  # the launcher rewrites the engine's step count every 0.2 s
+        time.sleep(0.7)  # and the CPU per thread every second
         stats = json.loads(stats_file.read_text())
+        threads = json.loads(threads_file.read_text())
+        by_thread = {k: v - threads["ready"].get(k, 0.0) for k, v in threads["now"].items()}
+        cpu_s -= sum(v for k, v in by_thread.items() if "(bench only)" in k)  # the launcher's samplers
         assert READY in log.read_text(errors="replace")
     finally:
         if spy is not None:
@@ -259,7 +267,9 @@ def run_worker(b: Bench, batch_id: uuid.UUID, n: int, concurrency: int, py_spy: 
     if ok != n:
         raise RuntimeError(f"{ok} of {n} jobs succeeded; see {log}")
     pg = pg1 - pg0 if pg0 is not None and pg1 is not None else None
-    return Run(n, (last - first).total_seconds(), int(tokens), cpu_s, stats["steps"], stats["modelled_s"], pg, sys_s)
+    return Run(
+        n, (last - first).total_seconds(), int(tokens), cpu_s, stats["steps"], stats["modelled_s"], pg, sys_s, by_thread
+    )
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
@@ -383,6 +393,10 @@ def main() -> int:
         f"queue and ledger overhead {overhead_ms:.2f} ms/job "
         f"(target <= 2 ms: {'met' if overhead_ms <= 2 else 'MISSED'})"
     )
+    print("worker CPU by thread (/proc/self/task, from worker_ready to the last job):")
+    for name, seconds in sorted(pipe.thread_cpu_s.items(), key=lambda kv: -kv[1]):
+        if seconds > 0:
+            print(f"  {seconds / pipe.jobs * 1000:5.2f} ms/job  {name}")
     if pipe.pg_cpu_s is not None:
         print(f"PostgreSQL server CPU during the pipeline: {pipe.pg_cpu_s / pipe.jobs * 1000:.2f} ms/job")
     if args.py_spy and Path(args.py_spy).exists():
