@@ -84,3 +84,27 @@ def test_acks_off_the_event_loop_are_sent_at_once(conn: Connection, clean_redis:
 def test_one_redis_client_per_channel(conn: Connection) -> None:
     channel = conn.default_channel
     assert channel._create_client() is channel._create_client()
+
+
+def test_a_backlog_is_fetched_up_to_the_prefetch_credit_each_recorded_as_unacked(conn: Connection,
+                                                                                 clean_redis: str) -> None:
+    producer = conn.Producer(conn.default_channel)
+    for i in range(25):
+        producer.publish({"n": i}, exchange=QUEUE.exchange, routing_key="t", declare=[QUEUE])
+    got: list[Any] = []
+    channel = conn.channel()
+    with conn.Consumer([QUEUE], channel=channel, callbacks=[lambda body, message: got.append(body["n"])],
+                       prefetch_count=10):
+        conn.drain_events(timeout=2)  # one BRPOP read
+        assert got == list(range(10))  # in order, and no more than the prefetch credit
+        assert _unacked(clean_redis) == (10, 10)  # each recorded before its callback ran
+        assert redis.Redis.from_url(clean_redis).llen("t") == 15
+    channel.close()  # never acked: kombu hands them back from their unacked entries
+    assert _unacked(clean_redis) == (0, 0)
+    r = redis.Redis.from_url(clean_redis)
+    assert r.llen("t") == 25
+    # The restored messages are whole: a plain kombu consumer reads all 25 bodies.
+    with Connection(clean_redis) as plain:
+        bound = QUEUE(plain.default_channel)
+        bodies = sorted(bound.get(no_ack=True).payload["n"] for _ in range(25))
+    assert bodies == list(range(25))
