@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from producer import output_length, pii, prefilter
+from producer import output_length, pii, pii_names, prefilter
 from producer.prefilter import Gate
 from switchyard.workload import generate
 from tests.pii_strategies import HELDOUT_NEGATIVE, HELDOUT_POSITIVE, texts_with_pii
@@ -40,6 +40,12 @@ def _ungated_length(text: str, max_tokens: int | None) -> int:
 
 def _assert_same(text: str) -> None:
     assert pii.find(text) == pii.find(text, gated=False), text[:200]
+    # The names detector's own shortcuts, compared directly (find() shows them only where they change a finding).
+    lowered = text.lower()
+    fired = pii._GATE.fired(text, lowered)
+    assert pii_names.is_word_problem(text, lowered, fired) == pii_names.is_word_problem(text, lowered), text[:200]
+    spans = [m.span() for m in pii_names._label_spans(text, lowered, fired)]
+    assert spans == [m.span() for m in pii_names._label_spans(text, lowered)], text[:200]
     assert output_length.expected_output_tokens(text, None) == _ungated_length(text, None), text[:200]
 
 
