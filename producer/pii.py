@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from producer import pii_address, pii_patterns, pii_secrets
+from producer import pii_address, pii_names, pii_patterns, pii_secrets
 from producer.pii_address import find_addresses
 from producer.pii_names import find_persons, is_word_problem
 from producer.pii_patterns import find_dob, find_emails, find_ipv6, find_numbers
@@ -45,7 +45,7 @@ _CLEAN = PIIReport(False, ())
 _CAPITALISED = re.compile(r"[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]|[A-Z]{2}")
 
 
-_GATE = Gate([*pii_secrets.TRIGGERS, *pii_patterns.TRIGGERS, *pii_address.TRIGGERS, ("digit", r"\d", False)])
+_GATE = Gate([*pii_secrets.TRIGGERS, *pii_patterns.TRIGGERS, *pii_address.TRIGGERS, *pii_names.TRIGGERS])
 _ALL = None
 
 
@@ -69,8 +69,8 @@ def _hits(text: str, gated: bool = True) -> list[Hit]:
         hits += find_ipv6(text, lowered)
     if fired is None or "addr_corner" in fired or ("addr_upper" if has_upper else "addr_lower") in fired:
         hits += find_addresses(text, lowered, has_upper)
-    quant = is_word_problem(text, lowered, None if fired is None else "digit" in fired)
-    hits += find_persons(text, lowered, has_upper, quant)
+    quant = is_word_problem(text, lowered, fired)
+    hits += find_persons(text, lowered, has_upper, quant, fired)
     return hits
 
 

@@ -105,6 +105,10 @@ _LABEL_PAIRS = frozenset(
     )
 )
 _PUNCT = str.maketrans({c: " " for c in "\"'.,;:!?()[]{}<>*/\\|`~@#$%^&=_-–—“”‘’"})
+# The same mapping for _plain: a byte table for the ASCII marks, str.replace for the others. str.translate with
+# a dict raises and catches a KeyError per distinct unmapped character (~2 us on a 40-character window).
+_PUNCT_BYTES = bytes.maketrans(bytes(c for c in _PUNCT if c < 0x80), b" " * sum(c < 0x80 for c in _PUNCT))
+_WIDE_PUNCT = tuple(chr(c) for c in _PUNCT if c >= 0x80)
 _NUMBER_WORDS = frozenset(
     w + p
     for w in str.split(
@@ -118,29 +122,42 @@ _THREE_NUMBERS = re.compile(r"\d\D+\d+\D+\d")
 _DIGIT = re.compile(r"\d")
 
 
-def is_word_problem(text: str, lowered: str, digits: bool | None = None) -> bool:
+def is_word_problem(text: str, lowered: str, fired: set[str] | None = None) -> bool:
     """Quantities and a question about them: names in such a text are placeholders, not people.
 
-    ``digits``: whether the text has any digit, when the caller knows (False skips three regex passes, each
-    costing more than the rest of this function).
+    ``fired``: the prefilter's triggers for this text (:data:`TRIGGERS`), or None. A test whose trigger did not
+    fire is skipped: each number regex walks the whole text, at more than the cost of the rest of this function.
     """
-    if "how many" in lowered or "how much" in lowered:
+    if (fired is None or "how_many" in fired) and ("how many" in lowered or "how much" in lowered):
         return True
-    if digits is None:
-        digits = _DIGIT.search(text) is not None
-    if digits and _THREE_NUMBERS.search(text) is not None:
+    digits = _DIGIT.search(text) is not None if fired is None else "digit" in fired
+    if digits and (fired is None or "three_numbers" in fired) and _THREE_NUMBERS.search(text) is not None:
         return True
-    asks = "?" in text or "calculate" in lowered or "find " in lowered or "total" in lowered
+    asks = (fired is None or "asks" in fired) and (
+        "?" in text or "calculate" in lowered or "find " in lowered or "total" in lowered
+    )
     if not asks:
         return False
-    if digits and _TWO_NUMBERS.search(text) is not None:
+    if digits and (fired is None or "two_numbers" in fired) and _TWO_NUMBERS.search(text) is not None:
         return True
     return sum(map(_NUMBER_WORDS.__contains__, lowered.split())) + digits >= 2
 
 
-def _labelled(lowered: str, start: int) -> tuple[bool, bool]:
-    """Whether a label ("my name is", "Dear", "Patient:") or a role ("CEO", "Producer") ends just before."""
-    words = lowered[max(0, start - 40) : start].translate(_PUNCT).split()
+def _plain(lowered: str) -> str:
+    """``lowered.translate(_PUNCT)`` (punctuation to spaces, same length), in C: translated once per text, not
+    once per candidate name."""
+    if not lowered.isascii():
+        for c in _WIDE_PUNCT:
+            if c in lowered:
+                lowered = lowered.replace(c, " ")
+    # UTF-8 leaves every ASCII byte alone and puts none inside a multi-byte character.
+    return lowered.encode(errors="surrogatepass").translate(_PUNCT_BYTES).decode(errors="surrogatepass")
+
+
+def _labelled(plain: str, start: int) -> tuple[bool, bool]:
+    """Whether a label ("my name is", "Dear", "Patient:") or a role ("CEO", "Producer") ends just before.
+    ``plain``: the lower-cased text with punctuation as spaces (:func:`_plain`)."""
+    words = plain[max(0, start - 40) : start].split()
     if not words:
         return False, False
     last = words[-1]
@@ -184,6 +201,17 @@ def _surnamey(lw: str) -> bool:
     return lw in LAST or lw.endswith(_SURNAME_BROAD)
 
 
+def _particles_only(gap: str) -> bool:
+    """Whether every word of ``gap`` is a particle ("van der"). The gap may be the whole paragraph between two
+    capitalised words: its first word settles nearly every case, so it is split off alone."""
+    head = gap.split(None, 1)
+    if not head:
+        return True
+    if head[0] not in _PARTICLES:
+        return False
+    return len(head) == 1 or _PARTICLES.issuperset(head[1].split())
+
+
 def _runs(text: str, matches: Iterable[re.Match[str]]) -> list[list[tuple[int, int, str]]]:
     """Group capitalised words joined by one space, an initial ("J." / "J") or particles ("van der").
 
@@ -203,7 +231,7 @@ def _runs(text: str, matches: Iterable[re.Match[str]]) -> list[list[tuple[int, i
                 gap = text[prev_end:start]
                 word = current[-1][2]
                 joined = (gap in (". ", ".") and (len(word) == 1 or word.lower() in _TITLES)) or (
-                    len(gap) > 2 and gap[0] == " " and gap[-1] == " " and all(p in _PARTICLES for p in gap.split())
+                    len(gap) > 2 and gap[0] == " " and gap[-1] == " " and _particles_only(gap)
                 )
             if not joined:
                 runs.append(current)
@@ -215,7 +243,7 @@ def _runs(text: str, matches: Iterable[re.Match[str]]) -> list[list[tuple[int, i
     return runs
 
 
-def _judge(text: str, lowered: str, run: list[tuple[int, int, str]], quant: bool, lower: bool) -> Hit | None:
+def _judge(text: str, plain: str, run: list[tuple[int, int, str]], quant: bool, lower: bool) -> Hit | None:
     lws = [w.lower() for _, _, w in run]
     # Leading capitalised words that are not names ("Producer", "CEO", "I'm") are not part of the name.
     k = 0
@@ -243,7 +271,7 @@ def _judge(text: str, lowered: str, run: list[tuple[int, int, str]], quant: bool
             return ("PERSON", start, end, 0.7)
         return None
     listed = lws[0] not in COMMON or lws[0] in FIRST or lws[0] in LAST
-    label, role = _labelled(lowered, start)
+    label, role = _labelled(plain, start)
     if listed and label:
         return ("PERSON", start, end, 0.8)
     if all(lw in _FAMOUS for lw in lws):
@@ -290,11 +318,17 @@ def _judge(text: str, lowered: str, run: list[tuple[int, int, str]], quant: bool
 _LABEL_KEYS = ("name", "dear", "patient", ":", "i'm", "i am", "signed", "regards", "sincerely", "call", "known as")
 
 
-def _label_spans(text: str, lowered: str) -> list[re.Match[str]]:
+_LABEL_NAMES = tuple(f"label{i}" for i in range(len(_LABEL_KEYS)))
+
+
+def _label_spans(text: str, lowered: str, fired: set[str] | None = None) -> list[re.Match[str]]:
     """The capitalised word right after each label ("Name:", "Dear", "I'm"): in a word problem these are the
-    only lone words worth judging."""
+    only lone words worth judging. ``fired``: as for :func:`is_word_problem` (only the labels present are
+    searched for)."""
     found = []
-    for key in _LABEL_KEYS:
+    for name, key in zip(_LABEL_NAMES, _LABEL_KEYS, strict=True):
+        if fired is not None and name not in fired:
+            continue
         at = lowered.find(key)
         while at != -1:
             m = _CAP.search(text, at + len(key), at + len(key) + 12)
@@ -304,8 +338,22 @@ def _label_spans(text: str, lowered: str) -> list[re.Match[str]]:
     return found
 
 
-def find_persons(text: str, lowered: str, has_upper: bool, quant: bool) -> list[Hit]:
+#: For :mod:`producer.prefilter`: what the tests of :func:`is_word_problem` and :func:`_label_spans` look for
+#: (case-blind where they read the lower-cased text).
+TRIGGERS = [
+    ("how_many", "how many|how much", True),
+    ("digit", _DIGIT.pattern, False),
+    ("two_numbers", _TWO_NUMBERS.pattern, False),
+    ("three_numbers", _THREE_NUMBERS.pattern, False),
+    ("asks", r"\?|calculate|find |total", True),
+    *((name, re.escape(key), True) for name, key in zip(_LABEL_NAMES, _LABEL_KEYS, strict=True)),
+]
+
+
+def find_persons(text: str, lowered: str, has_upper: bool, quant: bool, fired: set[str] | None = None) -> list[Hit]:
+    """``fired``: the prefilter's triggers for this text, or None (see :func:`is_word_problem`)."""
     hits: list[Hit] = []
+    plain = ""  # _plain(lowered), made when the first candidate reaches _judge
     if not has_upper:
         # All-lower-case text ("follow up with patricia desrosiers") has no capitals to go by: a known first
         # name, a title, or any word right after a label is judged with the word after it, on the lists alone.
@@ -321,7 +369,8 @@ def find_persons(text: str, lowered: str, has_upper: bool, quant: bool) -> list[
                 or (i > 1 and (lws[i - 2], prev) in _LABEL_PAIRS)
             ):
                 run = _runs(text, words[i : i + 2])[0]
-                hit = _judge(text, lowered, run, quant, True)
+                plain = plain or _plain(lowered)
+                hit = _judge(text, plain, run, quant, True)
                 if hit is not None:
                     hits.append(hit)
         return hits
@@ -329,7 +378,7 @@ def find_persons(text: str, lowered: str, has_upper: bool, quant: bool) -> list[
         # A word problem: lone names are placeholders, so only runs of two or more capitalised words matter,
         # and words right after a label.
         matches = [m for run in _MULTI.finditer(text) for m in _CAP.finditer(text, run.start(), run.end())]
-        labelled = _label_spans(text, lowered)
+        labelled = _label_spans(text, lowered, fired)
         if labelled:
             # A word after a label may also sit in a run: keep one match per position.
             matches = sorted({m.start(): m for m in [*labelled, *matches]}.values(), key=lambda m: m.start())
@@ -345,7 +394,8 @@ def find_persons(text: str, lowered: str, has_upper: bool, quant: bool) -> list[
             lw = run[0][2].lower()
             if lw in COMMON and lw not in FIRST and lw not in LAST or lw in _PRONOUN_I:
                 continue  # "The", "However", "I'm": the bulk of capitalised words, rejected before any work
-        hit = _judge(text, lowered, run, quant, False)
+        plain = plain or _plain(lowered)
+        hit = _judge(text, plain, run, quant, False)
         if hit is not None:
             hits.append(hit)
     return hits

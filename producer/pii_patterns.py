@@ -98,6 +98,10 @@ def _iban_at(text: str, lowered: str, start: int) -> Hit | None:
 # What the words just before a number say it is: label -> (single words, phrases). Sets and substring tests
 # on a 50-character window, not one big regex alternation (which costs a microsecond per character).
 _PUNCT = str.maketrans({c: " " for c in "\"'.,;:!?()[]{}<>*/\\|`~@#$%^&=_-“”‘’"})
+# The same mapping as a string indexed by code point (up to the last mark, U+2019): str.translate with a dict
+# raises and catches a KeyError for every distinct unmapped character, about twice the cost. Characters past
+# the end are left alone, as the dict leaves them.
+_PUNCT_TABLE = "".join(_PUNCT.get(c, chr(c)) for c in range(max(_PUNCT) + 1))
 _CONTEXT: tuple[tuple[str, frozenset[str], tuple[str, ...]], ...] = (
     ("SSN", frozenset(["ssn", "ssns", "itin"]), ("social security", "social sec", "taxpayer id")),
     ("ROUTING", frozenset(["routing", "aba", "rtn", "bsb"]), ("transit n", "sort code")),
@@ -180,7 +184,7 @@ _PHRASES = tuple((phrase, label) for label, _, phrases in _CONTEXT for phrase in
 
 def _context(lowered: str, start: int, before: int = 50) -> set[str]:
     window = lowered[max(0, start - before) : start]
-    labels = {_LABEL_OF_WORD[w] for w in window.translate(_PUNCT).split() if w in _LABEL_OF_WORD}
+    labels = {_LABEL_OF_WORD[w] for w in window.translate(_PUNCT_TABLE).split() if w in _LABEL_OF_WORD}
     labels.update(label for phrase, label in _PHRASES if phrase in window)
     return labels
 

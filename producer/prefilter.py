@@ -16,6 +16,9 @@ time); it must never stay silent when its detector would find something (that wo
   (the Kelvin sign becomes "k"), and the detectors read the lower-cased text;
 * ``\\s`` differs: Python's also matches the separators U+001C-U+001F and NEL, Hyperscan's does not. A text holding
   one of those, or a lone surrogate (no UTF-8 form), is not gated;
+* ``\\d`` differs outside the Basic Multilingual Plane: Hyperscan's Unicode tables are older than Python's and miss
+  digits such as U+11950 (Dives Akuru), which Python's ``\\d`` matches. A text holding any decimal digit beyond
+  U+FFFF is not gated either;
 * where Hyperscan is missing (a platform without a wheel) or refuses a pattern, every detector runs, and a
   warning says so once.
 
@@ -44,6 +47,18 @@ Trigger = tuple[str, str | tuple[str, str], bool]
 
 #: Characters on which Python's ``\\s`` and Hyperscan's disagree (see the module docstring).
 _UNDECIDABLE = r"[\x0b\x1c-\x1f\x85]"
+#: Outside the BMP every decimal digit lies in plane 1 (tests/unit/test_prefilter.py checks all planes).
+_PLANE_1 = range(0x10000, 0x20000)
+
+
+def _undecidable_unicode() -> str:
+    """_UNDECIDABLE for the Unicode database, plus every decimal digit outside the BMP (see the module
+    docstring), as ranges: ``\\x{11950}-\\x{11959}`` and so on. Built when that database is compiled."""
+    digits = {c for c in _PLANE_1 if chr(c).isdecimal()}
+    starts = sorted(c for c in digits if c - 1 not in digits)
+    ends = sorted(c for c in digits if c + 1 not in digits)
+    ranges = "".join(f"\\x{{{a:x}}}-\\x{{{b:x}}}" for a, b in zip(starts, ends, strict=True))
+    return _UNDECIDABLE[:-1] + ranges + "]"
 
 
 class Gate:
@@ -68,7 +83,7 @@ class Gate:
                 base = hyperscan.HS_FLAG_PREFILTER | hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_DOTALL
                 if unicode:
                     base |= hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_UCP
-                patterns = [*self._triggers, ("", _UNDECIDABLE, False)]
+                patterns = [*self._triggers, ("", _undecidable_unicode() if unicode else _UNDECIDABLE, False)]
                 expressions = [(p if isinstance(p, str) else p[unicode]).encode() for _, p, _ in patterns]
                 flags = [base | (hyperscan.HS_FLAG_CASELESS if caseless else 0) for _, _, caseless in patterns]
                 self._dbs[unicode] = _cached_compile(hyperscan, expressions, flags)

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from producer import pii_names, pii_patterns
 from producer.pii import PIIFinding, PIIReport, find, scan
 from tests.pii_strategies import HELDOUT_NEGATIVE, HELDOUT_POSITIVE, pii_values, texts_with_pii
 
@@ -198,3 +200,22 @@ def test_false_positive_target_on_clean_prompts(shared_data: Path) -> None:
 
     flagged, total, _ = false_positives()
     assert flagged / total <= 0.05
+
+
+_NAMEY_TEXT = st.lists(
+    st.one_of(
+        st.sampled_from([" ", "  ", "\t", "\n", "van", "der", "de", "la", ".", "’", "“", "—", "é", "\ud800", "İ", "K"]),
+        st.text(max_size=6),
+    ),
+    max_size=20,
+).map("".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_NAMEY_TEXT)
+def test_names_shortcuts_equal_their_plain_definitions(text: str) -> None:
+    """_plain, _particles_only and _PUNCT_TABLE are faster forms of one-liners: they must answer exactly as
+    those do."""
+    assert pii_names._plain(text) == text.translate(pii_names._PUNCT)
+    assert pii_names._particles_only(text) == all(p in pii_names._PARTICLES for p in text.split())
+    assert text.translate(pii_patterns._PUNCT_TABLE) == text.translate(pii_patterns._PUNCT)
