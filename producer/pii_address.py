@@ -135,6 +135,8 @@ def find_addresses(text: str, lowered: str, has_upper: bool) -> list[Hit]:
         after = text[end : end + 30].split(None, 3)[:3]
         if second:
             previous = text[max(0, start - 8) : start].split()
+            if text[start - 1 : start] == "-":  # "ul. Al-Masri 2": the street word precedes the whole compound
+                previous = text[max(0, start - 24) : start].split()[:-1]
             before_word = previous[-1] if previous else ""
         else:
             before_word = m.group("pre") or ""

@@ -40,6 +40,7 @@ POSITIVES = [
     ("DATE_OF_BIRTH", "Date of birth: July 14, 1985"),
     ("STREET_ADDRESS", "Ship it to 221B Baker Street, London."),
     ("STREET_ADDRESS", "Wohnt in der Hauptstraße 5, Berlin."),
+    ("STREET_ADDRESS", "ul. Al-Masri 2"),  # a hyphenated name between the street word and the number
     ("STREET_ADDRESS", "P.O. Box 4412"),
     ("STREET_ADDRESS", "Springfield, IL 62704"),
     ("IP_ADDRESS", "Blocked 203.0.113.77 at the firewall."),
