@@ -100,13 +100,14 @@ class _Tags:
     process and a counter, instead of a uuid4() per message."""
 
     def __init__(self) -> None:
-        self.pid = -1
-        self.prefix = ""
-        self.counter = itertools.count()
+        self.reset()
+        # A forked child must not repeat its parent's tags (checked at fork, not with a getpid() per message).
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self.prefix, self.counter = str(uuid.uuid4())[:24], itertools.count()
 
     def next(self) -> str:
-        if self.pid != os.getpid():  # a forked child must not repeat its parent's tags
-            self.pid, self.prefix, self.counter = os.getpid(), str(uuid.uuid4())[:24], itertools.count()
         return f"{self.prefix}{next(self.counter):012x}"
 
 

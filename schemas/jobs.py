@@ -47,7 +47,7 @@ class ChatMessage(BaseModel):
     @field_validator("content")
     @classmethod
     def _not_empty(cls, v: str | list[dict[str, Any]]) -> str | list[dict[str, Any]]:
-        if isinstance(v, str) and not v.strip():
+        if isinstance(v, str) and (not v or v.isspace()):  # isspace: no copy of a long prompt
             raise ValueError("content is empty")
         if isinstance(v, list) and not v:
             raise ValueError("content is an empty list")
@@ -128,7 +128,7 @@ class _ShortForm(BaseModel):
     @field_validator("prompt")
     @classmethod
     def _prompt_not_blank(cls, v: str) -> str:
-        if not v.strip():
+        if not v or v.isspace():
             raise ValueError("prompt is empty")
         return v
 

@@ -106,7 +106,9 @@ class Job(Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _now()
-    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set when the job is recorded (a submit publishes it right after; until then it is listed in its batch's
+    # ``unpublished``).
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # first delivery
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # latest delivery
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

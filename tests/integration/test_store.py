@@ -77,3 +77,24 @@ def test_a_big_submission_with_one_bad_line_enqueues_nothing(client, db: str, cl
     with Session(get_engine(db)) as session:
         assert session.scalars(select(Job).where(Job.custom_id == jobs[0]["custom_id"])).first() is None
     assert redis.Redis.from_url(clean_redis).dbsize() == 0
+
+
+def test_a_resubmission_that_overlaps_records_and_enqueues_only_the_new_jobs(client, db: str,
+                                                                            clean_redis: str) -> None:
+    """A chunk mixing recorded and new custom_ids: the direct COPY is refused, the fallback skips the recorded
+    ones, and every job is recorded and enqueued exactly once."""
+    import redis as redis_lib
+
+    first = [{"custom_id": f"doc-{i}", "prompt": f"Summarise note {i}."} for i in range(0, 6)]
+    again = [{"custom_id": f"doc-{i}", "prompt": f"Summarise note {i}."} for i in range(3, 10)]
+    client.submit_many(first, batch="overlap")
+    client.submit_many(again, batch="overlap")
+    report = client.last_report
+    assert (report.submitted, report.skipped) == (4, 3)
+    with Session(get_engine(db)) as session:
+        rows = list(session.scalars(select(Job).where(Job.batch_id == report.batch_id)))
+    assert sorted(r.custom_id for r in rows) == sorted(f"doc-{i}" for i in range(10))
+    assert all(r.enqueued_at is not None for r in rows)
+    r = redis_lib.Redis.from_url(clean_redis)
+    queued = sum(r.llen(k) for k in r.keys("*") if r.type(k) == b"list")
+    assert queued == 10  # one message per job, none twice
