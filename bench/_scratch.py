@@ -5,6 +5,7 @@ directory, stopped and removed afterwards."""
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import tempfile
 import uuid
@@ -60,3 +61,26 @@ def scratch_services(name: str, redis_db: int) -> Iterator[tuple[str, str, str |
         if not base.database_url:
             services.stop_embedded_postgres(tmp / "pg")
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cpu_seconds(names: tuple[str, ...]) -> float:
+    """User + system CPU of every process on this machine whose command is one of ``names``, with that of their
+    exited children (a PostgreSQL backend ends with its client's connection; the postmaster reaps it), from
+    /proc (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            head, _, rest = stat.read_text().rpartition(")")
+        except OSError:
+            continue
+        if head.split("(", 1)[1] in names:
+            fields = rest.split()
+            total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return total / tick
+
+
+def own_cpu() -> tuple[float, float]:
+    """(this process, its waited-for children): user + system CPU seconds."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime

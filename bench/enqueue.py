@@ -12,9 +12,7 @@ a producer built on it would cost).
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import resource
 import sys
 import time
 import uuid
@@ -70,27 +68,6 @@ def make_jobs(n: int, seed: int = 7) -> list[dict[str, object]]:
     return jobs
 
 
-def _cpu_seconds(names: tuple[str, ...]) -> float:
-    """User + system CPU of every process on this machine whose command is one of ``names`` (Linux /proc)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            head, _, rest = stat.read_text().rpartition(")")
-        except OSError:
-            continue
-        if head.split("(", 1)[1] in names:
-            fields = rest.split()
-            total += int(fields[11]) + int(fields[12])
-    return total / tick
-
-
-def _own_cpu() -> tuple[float, float]:
-    """(this process, its waited-for children): user + system CPU seconds."""
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime
-
-
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", type=int, default=100_000)
@@ -104,11 +81,11 @@ def main() -> int:
         kb = sum(len(j["prompt"]) for j in jobs) / len(jobs) / 1024
         client = Client(broker_url=broker, database_url=database, settings=base)
         servers = ("postgres", "redis-server")
-        cpu0, kids0, servers0 = *_own_cpu(), _cpu_seconds(servers)
+        cpu0, kids0, servers0 = *_scratch.own_cpu(), _scratch.cpu_seconds(servers)
         t0 = time.perf_counter()
         client.submit_many(jobs, batch="bench")
         submit_s = time.perf_counter() - t0
-        cpu1, kids1, servers1 = *_own_cpu(), _cpu_seconds(servers)
+        cpu1, kids1, servers1 = *_scratch.own_cpu(), _scratch.cpu_seconds(servers)
         depth = sum(r.llen(k) for k in r.keys("*") if r.type(k) == b"list")
         assert depth == args.jobs, f"expected {args.jobs} messages, found {depth}"
 
