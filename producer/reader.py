@@ -76,12 +76,23 @@ class FileCheck:
     truncated: bool = False  # more problems than MAX_PROBLEMS
 
 
-def validate_file(path: str | Path, progress: Any = None) -> FileCheck:
-    """One streaming pass over the file; every problem with its line and field."""
+def validate_file(
+    path: str | Path,
+    progress: Any = None,
+    on_chunk: Callable[[list[InferenceJob]], bool] | None = None,
+    chunk: int = 2000,
+) -> FileCheck:
+    """One streaming pass over the file; every problem with its line and field.
+
+    ``on_chunk`` sees each run of ``chunk`` valid jobs (the chunks the submission pass will make) while no
+    problem has been found, until it returns False: the caller may start classifying the first chunks before
+    the pass ends. Only the current run is held, so memory stays bounded.
+    """
     seen: dict[str, int] = {}
     problems: list[InputProblem] = []
     count = 0
     truncated = False
+    run: list[InferenceJob] = []
     with open(path, "rb") as stream:
         for number, raw in _lines(stream):
             if progress is not None:
@@ -93,7 +104,13 @@ def validate_file(path: str | Path, progress: Any = None) -> FileCheck:
                     found = [InputProblem(number, "custom_id", f"duplicate {job.custom_id!r} (first on line {first})")]
                 else:
                     count += 1
+                    if on_chunk is not None:
+                        run.append(job)
+                        if len(run) == chunk:
+                            on_chunk = on_chunk if on_chunk(run) else None
+                            run = []
             if found:
+                on_chunk, run = None, []  # nothing of this file will be submitted
                 if len(problems) < MAX_PROBLEMS:
                     problems.extend(found)
                 else:

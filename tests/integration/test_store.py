@@ -98,3 +98,51 @@ def test_a_resubmission_that_overlaps_records_and_enqueues_only_the_new_jobs(cli
     r = redis_lib.Redis.from_url(clean_redis)
     queued = sum(r.llen(k) for k in r.keys("*") if r.type(k) == b"list")
     assert queued == 10  # one message per job, none twice
+
+
+def test_a_big_file_classified_while_it_is_validated_routes_like_inline(client, db: str, tmp_path) -> None:
+    """``switchyard submit``: the first chunks are classified in the pool during the validation pass, the rest
+    during submission; every job is recorded once, with the decision the router makes inline."""
+    import json
+
+    from producer.classify_pool import MIN_JOBS_FOR_POOL
+    from producer.submit_file import AHEAD_CHUNKS, submit_file
+    from switchyard.workload import generate
+
+    chunk = 500
+    jobs = list(generate(max(MIN_JOBS_FOR_POOL, (AHEAD_CHUNKS + 3) * chunk) + 77))
+    path = tmp_path / "big.jsonl"
+    path.write_text("".join(json.dumps(j) + "\n" for j in jobs))
+    report = submit_file(client.settings, str(path), batch="big-file", progress=False, chunk=chunk)
+    assert report.submitted == len(jobs)
+    with Session(get_engine(db)) as session:
+        recorded = {r.custom_id: r for r in session.scalars(select(Job).where(Job.batch_id == report.batch_id))}
+    assert len(recorded) == len(jobs)
+    for line, job in list(enumerate(jobs, 1))[:: len(jobs) // 300]:
+        decision = client.classify(job)
+        row = recorded[job["custom_id"]]
+        assert row.seq == line
+        assert (row.model, row.route_rule, row.contains_pii) == (decision.model, decision.rule, decision.contains_pii)
+        assert row.complexity == decision.complexity and row.expected_output_tokens == decision.expected_output_tokens
+
+
+def test_a_big_file_with_a_bad_last_line_enqueues_nothing(client, db: str, clean_redis: str, tmp_path) -> None:
+    import json
+
+    import pytest
+    import redis
+
+    from producer.classify_pool import MIN_JOBS_FOR_POOL
+    from producer.submit_file import submit_file
+    from switchyard.errors import InputError
+    from switchyard.workload import generate
+
+    jobs = list(generate(MIN_JOBS_FOR_POOL + 1000))
+    path = tmp_path / "bad.jsonl"
+    path.write_text("".join(json.dumps(j) + "\n" for j in jobs) + '{"custom_id": "x", "prompt": ""}\n')
+    with pytest.raises(InputError) as refused:
+        submit_file(client.settings, str(path), batch="bad-file", progress=False, chunk=500)
+    assert [(p.line, p.field) for p in refused.value.problems] == [(len(jobs) + 1, "prompt")]
+    with Session(get_engine(db)) as session:
+        assert session.scalars(select(Job).where(Job.custom_id == jobs[0]["custom_id"])).first() is None
+    assert redis.Redis.from_url(clean_redis).dbsize() == 0
