@@ -231,13 +231,14 @@ def insert_jobs(
 def unpublished(conn: Connection, batch_id: uuid.UUID) -> list[tuple[str, str, int]]:
     """Jobs recorded but never handed to the broker (a submit interrupted between the two steps).
 
-    Listed in the batch's ``unpublished`` array; rows from before that column (``enqueued_at`` unset) count too.
+    Listed in the batch's ``unpublished`` array (the parts of a split document too); top-level rows from before
+    that column (``enqueued_at`` unset) count too.
     """
     rows = conn.execute(
         text(
             "SELECT j.id::text, j.model, j.priority FROM jobs j WHERE j.batch_id = :batch AND j.state = 'queued' "
-            "AND j.parent_id IS NULL AND (j.enqueued_at IS NULL OR j.id = ANY("
-            "SELECT unnest(unpublished) FROM batches WHERE id = :batch)) ORDER BY j.seq"
+            "AND (j.id = ANY(SELECT unnest(unpublished) FROM batches WHERE id = :batch) "
+            "OR (j.enqueued_at IS NULL AND j.parent_id IS NULL)) ORDER BY j.seq, j.chunk_index NULLS FIRST"
         ),
         {"batch": batch_id},
     )

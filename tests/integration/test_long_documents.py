@@ -59,3 +59,33 @@ def test_no_split_refuses_with_a_clear_error(client: Client, llama: WorkerHandle
     assert line["switchyard"]["state"] == "failed"
     assert line["error"]["code"] == "context_length_exceeded"
     assert "exceeds llama-3-70b's context" in line["error"]["message"]
+
+
+def test_a_resumed_submit_publishes_the_parts_an_interrupted_one_recorded(
+        client: Client, db: str, clean_redis: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed between recording a split document (parent + parts) and publishing its parts: submitting the
+    batch again publishes every part once, and the batch holds nothing unpublished after."""
+    import redis
+
+    from producer.queues import queue_depths
+    from producer.submit import Submitter
+    from schemas.jobs import MODEL_NAMES
+    from schemas.tables import Batch
+
+    real_publish = Submitter._publish
+
+    def die(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Submitter, "_publish", die)
+    job = {"custom_id": "contract", "prompt": CONTRACT, "max_tokens": 400}
+    with pytest.raises(KeyboardInterrupt):
+        client.submit_many([job], batch="resume-long")
+    monkeypatch.setattr(Submitter, "_publish", real_publish)
+    client.submit_many([job], batch="resume-long")
+    with get_engine(db).connect() as conn:
+        parts = conn.execute(select(func.count()).where(Job.parent_id.is_not(None))).scalar_one()
+        held = conn.execute(select(Batch.unpublished).where(Batch.name == "resume-long")).scalar_one()
+    assert parts > 1 and held == []
+    assert sum(queue_depths(redis.Redis.from_url(clean_redis), MODEL_NAMES).values()) == parts
+    assert client.last_report.republished == parts
