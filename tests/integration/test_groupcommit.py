@@ -168,3 +168,24 @@ def test_a_write_queued_while_the_writer_takes_a_batch_is_not_lost(db: str) -> N
     late.join(5)
     assert answers == [None, None], "a claim was never answered"
     rec.stop()
+
+
+def test_a_dropped_connection_fails_one_batch_as_retryable_and_the_next_one_reconnects(
+        db: str, recorder: BatchedRecorder) -> None:
+    """The writer keeps one connection between transactions. When the database drops it (a restart, a killed
+    backend), the batch in flight fails with a retryable error (the task runs again) and the next batch works."""
+    from sqlalchemy import text
+
+    first = _job(get_engine(db), MODEL)
+    assert recorder.claim(first, lease_s=60) is not None  # the writer's connection is open now
+    with get_engine(db).connect() as conn:
+        killed = conn.execute(text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND state = 'idle'")).all()
+    assert killed
+    second, third = _job(get_engine(db), MODEL), _job(get_engine(db), MODEL)
+    with pytest.raises(DBAPIError) as dropped:
+        recorder.claim(second, lease_s=60)
+    assert dropped.value.connection_invalidated  # what the Celery task retries
+    assert recorder.claim(third, lease_s=60) is not None
+    assert recorder.claim(second, lease_s=60) is not None  # the retried delivery
