@@ -58,7 +58,7 @@ def classify_texts(items: Sequence[Item]) -> list[Read]:
 def warm_detectors() -> None:
     """Compile (or load from the cache) every detector's prefilter, ASCII and Unicode, now rather than on the
     first prompt that needs it (about a second the first time on a machine)."""
-    classify_texts([("warm up: compile the detectors", None), ("and their Unicode forms: é", None)])
+    classify_texts([("warm up: compile the detectors", None), ("And their Unicode forms, lower-cased too: É", None)])
 
 
 def _send(stream: IO[bytes], obj: Any) -> None:
