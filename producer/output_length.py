@@ -189,8 +189,14 @@ def _may(fired: set[str] | None, name: str, keywords: tuple[str, ...], lowered: 
 def _search_from_lead(pattern: re.Pattern[str], leads: tuple[str, ...], lowered: str) -> re.Match[str] | None:
     """``pattern.search(lowered)``, started at the first occurrence of any of ``leads`` (every match starts with
     one). ``\\b`` still sees the character before the start position."""
-    starts = [i for i in map(lowered.find, leads) if i >= 0]
-    return pattern.search(lowered, min(starts)) if starts else None
+    first = -1
+    for lead in leads:
+        # Only an occurrence before the earliest so far matters: each find stops where that one starts (an
+        # absent lead would otherwise cost a walk over the whole text).
+        at = lowered.find(lead, 0, len(lowered) if first < 0 else first + len(lead) - 1)
+        if at >= 0:
+            first = at
+    return pattern.search(lowered, first) if first >= 0 else None
 
 
 def expected_output_tokens(text: str, max_tokens: int | None) -> int:
