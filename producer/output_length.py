@@ -15,7 +15,7 @@ from switchyard.tokens import CHARS_PER_TOKEN
 
 _NUMBER = re.compile(r"\d[\d.,]*")
 #: Beyond this many characters only the head and tail are read: the ask sits there.
-_SAMPLE = 3000
+SAMPLE = 3000
 
 _TOKENS_PER_WORD = 1.35
 _COUNT = (
@@ -172,11 +172,16 @@ def _trigger(name: str, pattern: re.Pattern[str]) -> tuple[str, tuple[str, str],
 
 # One Hyperscan pass over the lower-cased prompt says which of the patterns above can match at all (see
 # producer.prefilter); the keyword tests stand in where it cannot decide.
-_GATE = Gate(
+_TRIGGERS = (
     [_trigger(name, p) for name, (p, _) in zip(_ASK_NAMES, _ASKS, strict=True)]
     + [_trigger(name, p) for name, (p, _) in zip(_KIND_NAMES, _KINDS, strict=True)]
     + [_trigger("limit", _LIMIT), _trigger("short", _SHORT)]
 )
+_GATE = Gate(_TRIGGERS)
+#: The same patterns made case-blind, for a caller's prefilter pass over the text as written (see
+#: :func:`expected_output_tokens`): they fire wherever the patterns fire on the lower-cased text, as no
+#: pattern here holds a negated class of letters (which case-blind matching would narrow).
+CASE_BLIND_TRIGGERS = [(name, pattern, True) for name, pattern, _ in _TRIGGERS]
 
 
 def _may(fired: set[str] | None, name: str, keywords: tuple[str, ...], lowered: str) -> bool:
@@ -199,12 +204,19 @@ def _search_from_lead(pattern: re.Pattern[str], leads: tuple[str, ...], lowered:
     return pattern.search(lowered, first) if first >= 0 else None
 
 
-def expected_output_tokens(text: str, max_tokens: int | None) -> int:
+def expected_output_tokens(text: str, max_tokens: int | None, read: tuple[str, set[str] | None] | None = None) -> int:
     """Expected completion tokens for ``text``: explicit asks first, else the task's kind; capped by
-    ``max_tokens`` when given."""
-    # As for the score, a long document is read at its head and tail, where the instructions sit.
-    lowered = (text if len(text) <= _SAMPLE else text[: _SAMPLE - 1000] + "\n" + text[-1000:]).lower()
-    fired = _GATE.fired(lowered)
+    ``max_tokens`` when given. ``read``: ``text.lower()`` and a prefilter's answer for ``text`` from a database
+    holding :data:`CASE_BLIND_TRIGGERS` (or None), when the caller has them."""
+    # As for the score, a long document is read at its head and tail, where the instructions sit. The caller's
+    # answer is for the whole text: a match across the seam of head and tail would escape it.
+    if read is not None and len(text) <= SAMPLE:
+        lowered, fired = read
+        if fired is None:
+            fired = _GATE.fired(lowered)
+    else:
+        lowered = (text if len(text) <= SAMPLE else text[: SAMPLE - 1000] + "\n" + text[-1000:]).lower()
+        fired = _GATE.fired(lowered)
     expected: float | None = None
     for i, ((pattern, words_per_unit), keywords) in enumerate(zip(_ASKS, _ASK_KEYWORDS, strict=True)):
         if not _may(fired, _ASK_NAMES[i], keywords, lowered):
