@@ -247,7 +247,7 @@ def _judge(text: str, plain: str, run: list[tuple[int, int, str]], quant: bool, 
     lws = [w.lower() for _, _, w in run]
     # Leading capitalised words that are not names ("Producer", "CEO", "I'm") are not part of the name.
     k = 0
-    while k < len(run) and lws[k] not in _TITLES and (lws[k] in COMMON or lws[k] in _PRONOUN_I):
+    while k < len(run) and lws[k] in _NEVER_A_NAME:
         k += 1
     if k == len(run):
         return None
@@ -258,13 +258,12 @@ def _judge(text: str, plain: str, run: list[tuple[int, int, str]], quant: bool, 
             return None
     run, lws = run[k:], lws[k:]
     start, end = run[0][0], run[-1][1]
-    allcaps = all(w.isupper() and len(w) > 1 for _, _, w in run)
     if titled:
         # "Mr. Tan sold his house for $400 000": a titled surname in a word problem is a placeholder too.
         return ("PERSON", start, end, 0.85) if len(run) >= 2 or not quant else None
     if lws[0] in COMMON and len(run) == 1:
         return None
-    if allcaps and not lower:
+    if not lower and all(w.isupper() and len(w) > 1 for _, _, w in run):
         # Shouted text ("CAN I SPEAK TO A REAL PERSON") is only a name when both parts are known names.
         a, b = lws[0], lws[-1]
         if len(run) >= 2 and a in FIRST and b in LAST and (_namey(a) or _namey(b)):
@@ -274,7 +273,7 @@ def _judge(text: str, plain: str, run: list[tuple[int, int, str]], quant: bool, 
     label, role = _labelled(plain, start)
     if listed and label:
         return ("PERSON", start, end, 0.8)
-    if all(lw in _FAMOUS for lw in lws):
+    if _FAMOUS.issuperset(lws):
         return None  # a labelled "Dear Newton" still counts; a bare "Fibonacci" or "Elon Musk" does not
     if role and lws[0] not in COMMON:
         return ("PERSON", start, end, 0.7)
