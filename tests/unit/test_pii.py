@@ -236,3 +236,26 @@ def test_a_plain_decimal_is_never_reported_whatever_its_context(context: str, de
     text = f"{context} {decimal}"
     start = len(context) + 1
     assert not [f for f in find(text) if f.start <= start < f.end or start <= f.start < start + len(decimal)]
+
+
+_ADDRESS_TEXT = st.lists(
+    st.sampled_from(["1", "12", "123456", "1234567", "12a", " ", "  ", "     ", "\t", ",", ".", "Main", "St", "st",
+                     "X", "ab", "abc", "Hauptstraße", "Ö", "é", "-", "\n", "A" * 41, "b" * 41]),
+    max_size=25,
+).map("".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_ADDRESS_TEXT)
+def test_possessive_address_scans_match_their_greedy_forms(text: str) -> None:
+    """The address scans' possessive runs ({m,n}+) only skip backtracking that cannot succeed."""
+    import re
+
+    from producer import pii_address
+
+    for pattern in (pii_address._NUM_WORD, pii_address._WORD_NUM, pii_address._NUM_WORD_LOWER,
+                    pii_address._WORD_NUM_LOWER):
+        greedy = re.compile(pattern.pattern.replace("}+", "}").replace("++", "+"))
+        assert greedy.pattern != pattern.pattern
+        fast = [(m.span(), m.groupdict()) for m in pattern.finditer(text)]
+        assert fast == [(m.span(), m.groupdict()) for m in greedy.finditer(text)]
