@@ -40,6 +40,10 @@ def test_same_as_the_plain_calls_on_the_shared_data(shared_data: Path) -> None:
     for text in [*texts, *HELDOUT_POSITIVE, *HELDOUT_NEGATIVE, ""]:
         _assert_same(text)
     _assert_same("write a 3000-word essay", 500)
+    # Texts the prefilter cannot decide (a lone surrogate, a separator Hyperscan's \s lacks): every detector runs.
+    for text in ("Write an essay, Dr. Sm\ud800ith", "password\x1cis hunter22: write a 500-word essay"):
+        _assert_same(text)
+        _assert_same(text + " filler" * 600)
 
 
 @settings(max_examples=300, deadline=None)
