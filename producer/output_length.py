@@ -194,14 +194,35 @@ def _may(fired: set[str] | None, name: str, keywords: tuple[str, ...], lowered: 
 def _search_from_lead(pattern: re.Pattern[str], leads: tuple[str, ...], lowered: str) -> re.Match[str] | None:
     """``pattern.search(lowered)``, started at the first occurrence of any of ``leads`` (every match starts with
     one). ``\\b`` still sees the character before the start position."""
+    first = _first(leads, lowered)
+    return pattern.search(lowered, first) if first >= 0 else None
+
+
+def _first(words: tuple[str, ...], lowered: str) -> int:
+    """Where the first of ``words`` occurs in ``lowered``, or -1."""
     first = -1
-    for lead in leads:
+    for word in words:
         # Only an occurrence before the earliest so far matters: each find stops where that one starts (an
-        # absent lead would otherwise cost a walk over the whole text).
-        at = lowered.find(lead, 0, len(lowered) if first < 0 else first + len(lead) - 1)
+        # absent word would otherwise cost a walk over the whole text).
+        at = lowered.find(word, 0, len(lowered) if first < 0 else first + len(word) - 1)
         if at >= 0:
             first = at
-    return pattern.search(lowered, first) if first >= 0 else None
+    return first
+
+
+#: Characters no size ask holds before its unit word (a count, up to two words, and in _ASKS[0] a lead-in:
+#: word characters, blanks, commas and hyphens only).
+_NOT_IN_ASK = '.?!:;()[]"'
+
+
+def _search_ask(pattern: re.Pattern[str], units: tuple[str, ...], lowered: str) -> re.Match[str] | None:
+    """``pattern.search(lowered)`` for one of _ASKS, whose matches end in a unit word holding one of ``units``:
+    every match starts after the last character of _NOT_IN_ASK before the first unit word, so the search
+    starts there, not at 0 (these patterns cost 20-30 us per KB searched)."""
+    first = _first(units, lowered)
+    if first < 0:
+        return None
+    return pattern.search(lowered, max(lowered.rfind(c, 0, first) for c in _NOT_IN_ASK) + 1)
 
 
 def expected_output_tokens(text: str, max_tokens: int | None, read: tuple[str, set[str] | None] | None = None) -> int:
@@ -221,7 +242,7 @@ def expected_output_tokens(text: str, max_tokens: int | None, read: tuple[str, s
     for i, ((pattern, words_per_unit), keywords) in enumerate(zip(_ASKS, _ASK_KEYWORDS, strict=True)):
         if not _may(fired, _ASK_NAMES[i], keywords, lowered):
             continue
-        m = pattern.search(lowered)
+        m = _search_ask(pattern, keywords, lowered)
         if m is not None:
             expected = _count(m.group(1)) * words_per_unit * _TOKENS_PER_WORD
             break

@@ -220,3 +220,17 @@ def test_search_from_lead_finds_the_same_match(text: str) -> None:
     for (pattern, _), leads in zip(c._KINDS, c._KIND_LEADS, strict=True):
         fast, slow = c._search_from_lead(pattern, leads, text), pattern.search(text)
         assert (fast and fast.span()) == (slow and slow.span())
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(["5 ", "3,000 ", "a ", "an ", "in ", "about ", "words", "word", " pages", "page ",
+                                 "chapters", "sections", "bullet points", "tips", "names", ". ", "? ", "-", ",",
+                                 "x ", "\n", "(", ")", '"', "two ", "é", "_"]), max_size=30).map("".join))
+def test_ask_searches_find_the_same_match(text: str) -> None:
+    """_search_ask starts after the last character no ask can hold before its unit word: same match as a
+    search from 0."""
+    from producer import output_length as c
+
+    for (pattern, _), units in zip(c._ASKS, c._ASK_KEYWORDS, strict=True):
+        fast, slow = c._search_ask(pattern, units, text), pattern.search(text)
+        assert (fast and (fast.span(), fast.groups())) == (slow and (slow.span(), slow.groups()))
