@@ -215,11 +215,13 @@ _NAMEY_TEXT = st.lists(
 @settings(max_examples=500, deadline=None)
 @given(_NAMEY_TEXT)
 def test_names_shortcuts_equal_their_plain_definitions(text: str) -> None:
-    """_plain, _particles_only and _PUNCT_TABLE are faster forms of one-liners: they must answer exactly as
-    those do."""
+    """_plain, _particles_only, _PUNCT_TABLE and _token_spans are faster forms of one-liners: they must answer
+    exactly as those do."""
     assert pii_names._plain(text) == text.translate(pii_names._PUNCT)
     assert pii_names._particles_only(text) == all(p in pii_names._PARTICLES for p in text.split())
     assert text.translate(pii_patterns._PUNCT_TABLE) == text.translate(pii_patterns._PUNCT)
+    spans = [(m.start(), m.end(), m.group()) for m in pii_names._CAP.finditer(text)]
+    assert pii_names._token_spans(text, pii_names._CAP.findall(text)) == spans
 
 
 _CONTEXT_WORDS = sorted({w for _, words, phrases in pii_patterns._CONTEXT for w in (*words, *phrases)})
