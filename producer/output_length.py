@@ -239,7 +239,10 @@ def expected_output_tokens(text: str, max_tokens: int | None, read: tuple[str, s
         lowered = (text if len(text) <= SAMPLE else text[: SAMPLE - 1000] + "\n" + text[-1000:]).lower()
         fired = _GATE.fired(lowered)
     expected: float | None = None
-    for i, ((pattern, words_per_unit), keywords) in enumerate(zip(_ASKS, _ASK_KEYWORDS, strict=True)):
+    # Most prompts fire no pattern of a group: its loop is skipped (each step would only find its name absent).
+    asks = zip(_ASKS, _ASK_KEYWORDS, strict=True) if fired is None or not fired.isdisjoint(_ASK_NAMES) else ()
+    kinds = zip(_KINDS, _KIND_KEYWORDS, strict=True) if fired is None or not fired.isdisjoint(_KIND_NAMES) else ()
+    for i, ((pattern, words_per_unit), keywords) in enumerate(asks):
         if not _may(fired, _ASK_NAMES[i], keywords, lowered):
             continue
         m = _search_ask(pattern, keywords, lowered)
@@ -248,7 +251,7 @@ def expected_output_tokens(text: str, max_tokens: int | None, read: tuple[str, s
             break
     limit = _LIMIT.search(lowered) if _may(fired, "limit", ("word",), lowered) else None
     if expected is None:
-        for i, ((pattern, tokens), keywords) in enumerate(zip(_KINDS, _KIND_KEYWORDS, strict=True)):
+        for i, ((pattern, tokens), keywords) in enumerate(kinds):
             if _may(fired, _KIND_NAMES[i], keywords, lowered) and _search_from_lead(pattern, _KIND_LEADS[i], lowered):
                 if tokens > 0:
                     expected = float(tokens)
