@@ -26,7 +26,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import IO, Any
 
-from producer import complexity, output_length, pii
+from producer.classify import classify
 
 #: Below this many jobs a submission classifies inline.
 MIN_JOBS_FOR_POOL = 5000
@@ -43,22 +43,16 @@ log = logging.getLogger(__name__)
 def classify_texts(items: Sequence[Item]) -> list[Read]:
     out: list[Read] = []
     for text, max_tokens in items:
-        report = pii.scan(text)
-        out.append(
-            (
-                report.contains_pii,
-                tuple(report.types),
-                complexity.complexity_score(text),
-                output_length.expected_output_tokens(text, max_tokens),
-            )
-        )
+        report, score, expected = classify(text, max_tokens)
+        out.append((report.contains_pii, tuple(report.types), score, expected))
     return out
 
 
 def warm_detectors() -> None:
     """Compile (or load from the cache) every detector's prefilter, ASCII and Unicode, now rather than on the
     first prompt that needs it (about a second the first time on a machine)."""
-    classify_texts([("warm up: compile the detectors", None), ("and their Unicode forms: é", None)])
+    # Short and long texts (a long one's length estimate has its own pass), ASCII and not (lower-cased too).
+    classify_texts([(text + pad, None) for text in ("warm up", "Unicode forms: É") for pad in ("", " " * 3000)])
 
 
 def _send(stream: IO[bytes], obj: Any) -> None:

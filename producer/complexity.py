@@ -228,12 +228,13 @@ def _variable_before_operator(lowered: str) -> bool:
 _HEAD, _TAIL = 900, 500
 
 
-def complexity_score(text: str) -> float:
-    """How demanding ``text`` is, in [0, 1]: > 0.8 wants the strongest model, < 0.3 a small one."""
+def complexity_score(text: str, lowered: str | None = None) -> float:
+    """How demanding ``text`` is, in [0, 1]: > 0.8 wants the strongest model, < 0.3 a small one. ``lowered``:
+    ``text.lower()``, when the caller has it (read when the whole text is)."""
     if not text or text.isspace():
         return 0.0
     sample = text if len(text) <= _HEAD + _TAIL else text[:_HEAD] + "\n" + text[-_TAIL:]
-    lowered = sample.lower()
+    lowered = lowered if lowered is not None and sample is text else sample.lower()
     norm = _normalise_lowered(lowered)
     words = norm.split()
     present = set(words)

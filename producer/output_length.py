@@ -15,7 +15,7 @@ from switchyard.tokens import CHARS_PER_TOKEN
 
 _NUMBER = re.compile(r"\d[\d.,]*")
 #: Beyond this many characters only the head and tail are read: the ask sits there.
-_SAMPLE = 3000
+SAMPLE = 3000
 
 _TOKENS_PER_WORD = 1.35
 _COUNT = (
@@ -135,6 +135,19 @@ _KIND_KEYWORDS: tuple[tuple[str, ...], ...] = (
     ("email", "letter", "poem", "summar", "paragraph", "description", "rewrite", "rephrase", "translate"),
     ("how many", "how much", "calculate", "what is the", "solve"),
 )
+#: What every match of each of _KINDS starts with (same order). Python's engine tries each alternative of these
+#: patterns at every position (a leading ``\b`` hides their first letters from its skip-ahead), 10-30 us per KB;
+#: a search starts instead at the first of these literals, found by ``str.find`` in C. Same match: none can start
+#: earlier. tests/unit/test_complexity.py checks each pattern's alternatives against these.
+_KIND_LEADS: tuple[tuple[str, ...], ...] = (
+    ("write", "draft", "compose", "create", "novel chapter", "comprehensive ", "in-depth report", "long"),
+    ("write", "draft", "compose", "create", "produce", "prepare", "generate"),
+    ("cover letter", "script", "story", "essay", "report", "article"),
+    ("```", "implement", "write ", "code", "refactor"),
+    ("explain", "describe", "discuss", "analy", "compare", "plan", "outline", "why", "how "),
+    ("email", "letter", "poem", "summar", "paragraph", "description", "rewrite", "rephrase", "translate"),
+    ("how ", "calculate", "what is the ", "solve"),
+)
 _SHORT_KEYWORDS = ("one word", "one sentence", "briefly", "concise", "short answer", "yes or no", "only ")
 _SHORT = re.compile(
     r"\bone (?:word|sentence)\b|\bbriefly\b|\bconcise(?:ly)?\b|\bshort answer\b|\byes or no\b|"
@@ -159,11 +172,16 @@ def _trigger(name: str, pattern: re.Pattern[str]) -> tuple[str, tuple[str, str],
 
 # One Hyperscan pass over the lower-cased prompt says which of the patterns above can match at all (see
 # producer.prefilter); the keyword tests stand in where it cannot decide.
-_GATE = Gate(
+_TRIGGERS = (
     [_trigger(name, p) for name, (p, _) in zip(_ASK_NAMES, _ASKS, strict=True)]
     + [_trigger(name, p) for name, (p, _) in zip(_KIND_NAMES, _KINDS, strict=True)]
     + [_trigger("limit", _LIMIT), _trigger("short", _SHORT)]
 )
+_GATE = Gate(_TRIGGERS)
+#: The same patterns made case-blind, for a caller's prefilter pass over the text as written (see
+#: :func:`expected_output_tokens`): they fire wherever the patterns fire on the lower-cased text, as no
+#: pattern here holds a negated class of letters (which case-blind matching would narrow).
+CASE_BLIND_TRIGGERS = [(name, pattern, True) for name, pattern, _ in _TRIGGERS]
 
 
 def _may(fired: set[str] | None, name: str, keywords: tuple[str, ...], lowered: str) -> bool:
@@ -173,24 +191,68 @@ def _may(fired: set[str] | None, name: str, keywords: tuple[str, ...], lowered: 
     return any(k in lowered for k in keywords)
 
 
-def expected_output_tokens(text: str, max_tokens: int | None) -> int:
+def _search_from_lead(pattern: re.Pattern[str], leads: tuple[str, ...], lowered: str) -> re.Match[str] | None:
+    """``pattern.search(lowered)``, started at the first occurrence of any of ``leads`` (every match starts with
+    one). ``\\b`` still sees the character before the start position."""
+    first = _first(leads, lowered)
+    return pattern.search(lowered, first) if first >= 0 else None
+
+
+def _first(words: tuple[str, ...], lowered: str) -> int:
+    """Where the first of ``words`` occurs in ``lowered``, or -1."""
+    first = -1
+    for word in words:
+        # Only an occurrence before the earliest so far matters: each find stops where that one starts (an
+        # absent word would otherwise cost a walk over the whole text).
+        at = lowered.find(word, 0, len(lowered) if first < 0 else first + len(word) - 1)
+        if at >= 0:
+            first = at
+    return first
+
+
+#: Characters no size ask holds before its unit word (a count, up to two words, and in _ASKS[0] a lead-in:
+#: word characters, blanks, commas and hyphens only).
+_NOT_IN_ASK = '.?!:;()[]"'
+
+
+def _search_ask(pattern: re.Pattern[str], units: tuple[str, ...], lowered: str) -> re.Match[str] | None:
+    """``pattern.search(lowered)`` for one of _ASKS, whose matches end in a unit word holding one of ``units``:
+    every match starts after the last character of _NOT_IN_ASK before the first unit word, so the search
+    starts there, not at 0 (these patterns cost 20-30 us per KB searched)."""
+    first = _first(units, lowered)
+    if first < 0:
+        return None
+    return pattern.search(lowered, max(lowered.rfind(c, 0, first) for c in _NOT_IN_ASK) + 1)
+
+
+def expected_output_tokens(text: str, max_tokens: int | None, read: tuple[str, set[str] | None] | None = None) -> int:
     """Expected completion tokens for ``text``: explicit asks first, else the task's kind; capped by
-    ``max_tokens`` when given."""
-    # As for the score, a long document is read at its head and tail, where the instructions sit.
-    lowered = (text if len(text) <= _SAMPLE else text[: _SAMPLE - 1000] + "\n" + text[-1000:]).lower()
-    fired = _GATE.fired(lowered)
+    ``max_tokens`` when given. ``read``: ``text.lower()`` and a prefilter's answer for ``text`` from a database
+    holding :data:`CASE_BLIND_TRIGGERS` (or None), when the caller has them."""
+    # As for the score, a long document is read at its head and tail, where the instructions sit. The caller's
+    # answer is for the whole text: a match across the seam of head and tail would escape it.
+    if read is not None and len(text) <= SAMPLE:
+        lowered, fired = read
+        if fired is None:
+            fired = _GATE.fired(lowered)
+    else:
+        lowered = (text if len(text) <= SAMPLE else text[: SAMPLE - 1000] + "\n" + text[-1000:]).lower()
+        fired = _GATE.fired(lowered)
     expected: float | None = None
-    for i, ((pattern, words_per_unit), keywords) in enumerate(zip(_ASKS, _ASK_KEYWORDS, strict=True)):
+    # Most prompts fire no pattern of a group: its loop is skipped (each step would only find its name absent).
+    asks = zip(_ASKS, _ASK_KEYWORDS, strict=True) if fired is None or not fired.isdisjoint(_ASK_NAMES) else ()
+    kinds = zip(_KINDS, _KIND_KEYWORDS, strict=True) if fired is None or not fired.isdisjoint(_KIND_NAMES) else ()
+    for i, ((pattern, words_per_unit), keywords) in enumerate(asks):
         if not _may(fired, _ASK_NAMES[i], keywords, lowered):
             continue
-        m = pattern.search(lowered)
+        m = _search_ask(pattern, keywords, lowered)
         if m is not None:
             expected = _count(m.group(1)) * words_per_unit * _TOKENS_PER_WORD
             break
     limit = _LIMIT.search(lowered) if _may(fired, "limit", ("word",), lowered) else None
     if expected is None:
-        for i, ((pattern, tokens), keywords) in enumerate(zip(_KINDS, _KIND_KEYWORDS, strict=True)):
-            if _may(fired, _KIND_NAMES[i], keywords, lowered) and pattern.search(lowered):
+        for i, ((pattern, tokens), keywords) in enumerate(kinds):
+            if _may(fired, _KIND_NAMES[i], keywords, lowered) and _search_from_lead(pattern, _KIND_LEADS[i], lowered):
                 if tokens > 0:
                     expected = float(tokens)
                 else:

@@ -45,17 +45,20 @@ _CLEAN = PIIReport(False, ())
 _CAPITALISED = re.compile(r"[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]|[A-Z]{2}")
 
 
-_GATE = Gate([*pii_secrets.TRIGGERS, *pii_patterns.TRIGGERS, *pii_address.TRIGGERS, *pii_names.TRIGGERS])
-_ALL = None
+#: Every trigger of the detectors here, for a caller that runs one prefilter pass for several classifiers.
+TRIGGERS = [*pii_secrets.TRIGGERS, *pii_patterns.TRIGGERS, *pii_address.TRIGGERS, *pii_names.TRIGGERS]
+_GATE = Gate(TRIGGERS)
 
 
-def _hits(text: str, gated: bool = True) -> list[Hit]:
-    # Shared once per call: the lower-cased text (keyword checks), whether there are capitals at all, and
-    # whether the text is a word problem (names there are placeholders).
-    lowered = text.lower()
-    # Which detectors can find anything here, from one pass (None: all of them; see producer.prefilter).
-    fired = _GATE.fired(text, lowered) if gated else _ALL
-    # Capitalisation is evidence only where it is used: text whose only capital is "I" is read as lower case.
+#: What a caller that runs one prefilter pass for several classifiers hands over: ``text.lower()``, and the pass's
+#: answer for the text from a database holding :data:`TRIGGERS` (other triggers' names are ignored) or None.
+Read = tuple[str, set[str] | None]
+
+
+def _hits(text: str, lowered: str, fired: set[str] | None) -> list[Hit]:
+    # ``lowered`` serves the keyword checks and ``fired`` says which detectors can find anything (None: all of
+    # them; see producer.prefilter). Capitalisation is evidence only where it is used: text whose only capital
+    # is "I" is read as lower case.
     has_upper = lowered != text and _CAPITALISED.search(text) is not None
     hits: list[Hit] = []
     hits += find_secrets(text, lowered, fired)
@@ -69,16 +72,21 @@ def _hits(text: str, gated: bool = True) -> list[Hit]:
         hits += find_ipv6(text, lowered)
     if fired is None or "addr_corner" in fired or ("addr_upper" if has_upper else "addr_lower") in fired:
         hits += find_addresses(text, lowered, has_upper)
+    # Names in a word problem are placeholders.
     quant = is_word_problem(text, lowered, fired)
     hits += find_persons(text, lowered, has_upper, quant, fired)
     return hits
 
 
-def scan(text: str) -> PIIReport:
-    """Whether ``text`` holds PII or secrets, and which kinds. The fast path called on every job."""
+def scan(text: str, read: Read | None = None) -> PIIReport:
+    """Whether ``text`` holds PII or secrets, and which kinds. The fast path called on every job; ``read``: see
+    :data:`Read` (by default this module lower-cases and prefilters the text itself)."""
     if not text:
         return _CLEAN
-    types = {hit[0] for hit in _hits(text)}
+    if read is None:
+        lowered = text.lower()
+        read = lowered, _GATE.fired(text, lowered)
+    types = {hit[0] for hit in _hits(text, *read)}
     if not types:
         return _CLEAN
     return PIIReport(True, tuple(sorted(types)))
@@ -89,4 +97,6 @@ def find(text: str, gated: bool = True) -> list[PIIFinding]:
     (``gated=False`` runs every detector)."""
     if not text:
         return []
-    return [PIIFinding(*hit) for hit in sorted(set(_hits(text, gated)), key=lambda h: (h[1], h[2], h[0]))]
+    lowered = text.lower()
+    hits = _hits(text, lowered, _GATE.fired(text, lowered) if gated else None)
+    return [PIIFinding(*hit) for hit in sorted(set(hits), key=lambda h: (h[1], h[2], h[0]))]

@@ -51,15 +51,20 @@ _CUE = re.compile(
     r"enter on|corner of|the bus drops|it'?s in"
 )
 # A number and a capitalised word, in either order, on one line. Two separate scans: one alternation costs
-# twice as much as both (the engine tries every branch at every position).
+# twice as much as both (the engine tries every branch at every position). The runs of digits, letters and
+# blanks are possessive ({m,n}+): giving one back never helps, as the next item cannot match the digit, letter
+# or blank returned, and the engine no longer tries each shorter run at every digit of a long number (a fifth
+# of the scan on number-dense text). tests/unit/test_pii.py checks them against the plain greedy forms.
 _LETTERS = "a-zß-öø-ÿā-žǎ-ɏḁ-ỿ"
 _NUM_WORD = re.compile(
-    rf"(?P<num>[0-9]{{1,6}}[A-Za-z]?),?[ \t]{{1,4}}(?:(?P<pre>[a-z]{{1,3}}\.?)[ \t]{{1,4}})?"
+    rf"(?P<num>[0-9]{{1,6}}+[A-Za-z]?),?[ \t]{{1,4}}+(?:(?P<pre>[a-z]{{1,3}}+\.?)[ \t]{{1,4}}+)?"
     rf"(?P<w1>[{UPPER}][{_LETTERS}]{{0,40}}\.?)"
 )
-_WORD_NUM = re.compile(rf"(?P<w2>[{UPPER}][{_LETTERS}A-Z]{{0,40}}\.?)[ \t]{{1,4}}(?P<num2>[0-9]{{1,5}}[A-Za-z]?)\b")
-_NUM_WORD_LOWER = re.compile(r"(?P<num>[0-9]{1,6}[a-z]?),?[ \t]+(?P<pre>)(?P<w1>[^\W\d_]{2,40}\.?)")
-_WORD_NUM_LOWER = re.compile(r"(?<![^\W\d_])(?P<w2>[^\W\d_]{2,40}\.?)[ \t]{1,4}(?P<num2>[0-9]{1,5}[a-z]?)\b")
+_WORD_NUM = re.compile(
+    rf"(?P<w2>[{UPPER}][{_LETTERS}A-Z]{{0,40}}+\.?)[ \t]{{1,4}}+(?P<num2>[0-9]{{1,5}}+[A-Za-z]?)\b"
+)
+_NUM_WORD_LOWER = re.compile(r"(?P<num>[0-9]{1,6}+[a-z]?),?[ \t]++(?P<pre>)(?P<w1>[^\W\d_]{2,40}\.?)")
+_WORD_NUM_LOWER = re.compile(r"(?<![^\W\d_])(?P<w2>[^\W\d_]{2,40}+\.?)[ \t]{1,4}+(?P<num2>[0-9]{1,5}+[a-z]?)\b")
 _STATE_ZIP = re.compile(r",?[ \t\n]*[A-Z]{2}[ \t\n]+$")
 _CORNER = re.compile(rf"corner of (?:the )?[{UPPER}\d]")
 _LOWER_UNIT = re.compile(r"\b(?:apt\.?|suite|p\.?\s?o\.?\s?box|(?:apo|fpo|dpo)(?:\s+a[aep])?)\s*#?\s*\d+")

@@ -212,7 +212,21 @@ def _particles_only(gap: str) -> bool:
     return len(head) == 1 or _PARTICLES.issuperset(head[1].split())
 
 
-def _runs(text: str, matches: Iterable[re.Match[str]]) -> list[list[tuple[int, int, str]]]:
+def _token_spans(text: str, tokens: list[str]) -> list[tuple[int, int, str]]:
+    """Where each of ``_CAP.findall(text)`` is, by ``str.find`` rather than a second pass of the regex: _CAP
+    matches at every capital letter (all but that letter is optional), so each token starts at the first capital
+    after the one before, which is the first occurrence of the token there."""
+    spans = []
+    at = 0
+    for token in tokens:
+        at = text.find(token, at)
+        end = at + len(token)
+        spans.append((at, end, token))
+        at = end
+    return spans
+
+
+def _runs(text: str, spans: Iterable[tuple[int, int, str]]) -> list[list[tuple[int, int, str]]]:
     """Group capitalised words joined by one space, an initial ("J." / "J") or particles ("van der").
 
     Words that start inside another word ("3D", "e-Mail") are dropped; this loop runs on every prompt, so the
@@ -221,8 +235,8 @@ def _runs(text: str, matches: Iterable[re.Match[str]]) -> list[list[tuple[int, i
     runs: list[list[tuple[int, int, str]]] = []
     current: list[tuple[int, int, str]] = []
     prev_end = -2
-    for m in matches:
-        start = m.start()
+    for span in spans:
+        start = span[0]
         if start and (text[start - 1].isalpha() or text[start - 1] in _GLUE):
             continue
         if current:
@@ -236,8 +250,8 @@ def _runs(text: str, matches: Iterable[re.Match[str]]) -> list[list[tuple[int, i
             if not joined:
                 runs.append(current)
                 current = []
-        prev_end = m.end()
-        current.append((start, prev_end, m.group()))
+        prev_end = span[1]
+        current.append(span)
     if current:
         runs.append(current)
     return runs
@@ -247,7 +261,7 @@ def _judge(text: str, plain: str, run: list[tuple[int, int, str]], quant: bool, 
     lws = [w.lower() for _, _, w in run]
     # Leading capitalised words that are not names ("Producer", "CEO", "I'm") are not part of the name.
     k = 0
-    while k < len(run) and lws[k] not in _TITLES and (lws[k] in COMMON or lws[k] in _PRONOUN_I):
+    while k < len(run) and lws[k] in _NEVER_A_NAME:
         k += 1
     if k == len(run):
         return None
@@ -258,13 +272,12 @@ def _judge(text: str, plain: str, run: list[tuple[int, int, str]], quant: bool, 
             return None
     run, lws = run[k:], lws[k:]
     start, end = run[0][0], run[-1][1]
-    allcaps = all(w.isupper() and len(w) > 1 for _, _, w in run)
     if titled:
         # "Mr. Tan sold his house for $400 000": a titled surname in a word problem is a placeholder too.
         return ("PERSON", start, end, 0.85) if len(run) >= 2 or not quant else None
     if lws[0] in COMMON and len(run) == 1:
         return None
-    if allcaps and not lower:
+    if not lower and all(w.isupper() and len(w) > 1 for _, _, w in run):
         # Shouted text ("CAN I SPEAK TO A REAL PERSON") is only a name when both parts are known names.
         a, b = lws[0], lws[-1]
         if len(run) >= 2 and a in FIRST and b in LAST and (_namey(a) or _namey(b)):
@@ -274,7 +287,7 @@ def _judge(text: str, plain: str, run: list[tuple[int, int, str]], quant: bool, 
     label, role = _labelled(plain, start)
     if listed and label:
         return ("PERSON", start, end, 0.8)
-    if all(lw in _FAMOUS for lw in lws):
+    if _FAMOUS.issuperset(lws):
         return None  # a labelled "Dear Newton" still counts; a bare "Fibonacci" or "Elon Musk" does not
     if role and lws[0] not in COMMON:
         return ("PERSON", start, end, 0.7)
@@ -368,7 +381,7 @@ def find_persons(text: str, lowered: str, has_upper: bool, quant: bool, fired: s
                 or prev in _PRONOUN_I
                 or (i > 1 and (lws[i - 2], prev) in _LABEL_PAIRS)
             ):
-                run = _runs(text, words[i : i + 2])[0]
+                run = _runs(text, [(m.start(), m.end(), m.group()) for m in words[i : i + 2]])[0]
                 plain = plain or _plain(lowered)
                 hit = _judge(text, plain, run, quant, True)
                 if hit is not None:
@@ -377,19 +390,20 @@ def find_persons(text: str, lowered: str, has_upper: bool, quant: bool, fired: s
     if quant:
         # A word problem: lone names are placeholders, so only runs of two or more capitalised words matter,
         # and words right after a label.
-        matches = [m for run in _MULTI.finditer(text) for m in _CAP.finditer(text, run.start(), run.end())]
-        labelled = _label_spans(text, lowered, fired)
+        multi = _MULTI.finditer(text)
+        spans = [(m.start(), m.end(), m.group()) for r in multi for m in _CAP.finditer(text, r.start(), r.end())]
+        labelled = [(m.start(), m.end(), m.group()) for m in _label_spans(text, lowered, fired)]
         if labelled:
-            # A word after a label may also sit in a run: keep one match per position.
-            matches = sorted({m.start(): m for m in [*labelled, *matches]}.values(), key=lambda m: m.start())
+            # A word after a label may also sit in a run: keep one per position (the run's, as it is whole).
+            spans = sorted({span[0]: span for span in [*labelled, *spans]}.values())
     else:
         tokens = _CAP.findall(text)
         # Most prose's capitalised words are all sentence openers and common words, which _judge drops
         # whatever run they are in: tested in C (one join, lower, split and set test) before any Python loop.
         if _NEVER_A_NAME.issuperset(" ".join(tokens).lower().split()):
             return hits
-        matches = _CAP.finditer(text)
-    for run in _runs(text, matches):
+        spans = _token_spans(text, tokens)
+    for run in _runs(text, spans):
         if len(run) == 1:
             lw = run[0][2].lower()
             if lw in COMMON and lw not in FIRST and lw not in LAST or lw in _PRONOUN_I:

@@ -215,6 +215,10 @@ def _classify(text: str, lowered: str, s: int, e: int) -> Hit | None:
         return None
     if n < 5 and raw.count(".") != 3:
         return None  # four digits or fewer: a year, a count, a price (IPv4 "1.0.0.1" excepted)
+    if raw.count(".") == 1 and raw.replace(".", "").isdigit():
+        # A plain decimal ("150.02") is dropped below whatever its context says (it is no date nor IPv4):
+        # dropped before the context is read, the costliest step, as tables of figures hold dozens.
+        return None
     if prev in "+(":
         s -= 1
     ext = _EXTENSION.match(text, e)

@@ -11,9 +11,11 @@ time); it must never stay silent when its detector would find something (that wo
   says (it approximates look-arounds) but never less;
 * ASCII text is scanned by a database compiled for bytes, where ``\\d``, ``\\w``, ``\\b`` and case-folding mean
   what they mean to Python's ``re`` on the same text. Other text is scanned by a second database compiled with
-  ``HS_FLAG_UTF8 | HS_FLAG_UCP`` (Unicode classes, as Python's ``\\d`` matches Devanagari digits), once as
-  written and once lower-cased: ``str.lower`` folds characters that Hyperscan's case-blind matching does not
-  (the Kelvin sign becomes "k"), and the detectors read the lower-cased text;
+  ``HS_FLAG_UTF8 | HS_FLAG_UCP`` (Unicode classes, as Python's ``\\d`` matches Devanagari digits) as written,
+  and its lower-cased form by a third holding only the case-blind triggers: ``str.lower`` folds characters
+  that Hyperscan's case-blind matching does not (the Kelvin sign becomes "k"), and the detectors behind those
+  triggers read the lower-cased text (a case-sensitive trigger guards a detector that reads the text as
+  written, so it needs no second scan);
 * ``\\s`` differs: Python's also matches the separators U+001C-U+001F and NEL, Hyperscan's does not. A text holding
   one of those, or a lone surrogate (no UTF-8 form), is not gated;
 * ``\\d`` differs outside the Basic Multilingual Plane: Hyperscan's Unicode tables are older than Python's and miss
@@ -67,59 +69,71 @@ class Gate:
     def __init__(self, triggers: Sequence[Trigger]) -> None:
         self._triggers = tuple(triggers)
         self._names = tuple(name for name, _, _ in self._triggers)
-        self._dbs: dict[bool, Any] = {}  # unicode? -> compiled database
+        self._dbs: dict[str, Any] = {}  # "ascii", "unicode" or "lowered" (case-blind triggers) -> database
         self._broken = False
         self._lock = threading.Lock()
         self._local = threading.local()
 
-    def _compile(self, unicode: bool) -> Any:
+    def _compile(self, kind: str) -> Any:
         # Compiled on first use, not at import: the CLI imports the producer for commands that never scan.
         with self._lock:
-            if unicode in self._dbs or self._broken:
-                return self._dbs.get(unicode)
+            if kind in self._dbs or self._broken:
+                return self._dbs.get(kind)
             try:
                 import hyperscan
 
+                unicode = kind != "ascii"
                 base = hyperscan.HS_FLAG_PREFILTER | hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_DOTALL
                 if unicode:
                     base |= hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_UCP
-                patterns = [*self._triggers, ("", _undecidable_unicode() if unicode else _UNDECIDABLE, False)]
-                expressions = [(p if isinstance(p, str) else p[unicode]).encode() for _, p, _ in patterns]
-                flags = [base | (hyperscan.HS_FLAG_CASELESS if caseless else 0) for _, _, caseless in patterns]
-                self._dbs[unicode] = _cached_compile(hyperscan, expressions, flags)
+                # Ids are positions in the trigger list (the undecidable pattern's is one past its end), whatever
+                # subset a database holds. The lower-cased text of a text that is decidable is decidable.
+                patterns = [*enumerate(self._triggers)]
+                if kind == "lowered":
+                    patterns = [(i, t) for i, t in patterns if t[2]]
+                else:
+                    patterns.append((len(patterns), ("", _undecidable_unicode() if unicode else _UNDECIDABLE, False)))
+                ids = [i for i, _ in patterns]
+                expressions = [(p if isinstance(p, str) else p[unicode]).encode() for _, (_, p, _) in patterns]
+                flags = [base | (hyperscan.HS_FLAG_CASELESS if caseless else 0) for _, (_, _, caseless) in patterns]
+                self._dbs[kind] = _cached_compile(hyperscan, expressions, flags, ids) if ids else None
             except Exception as exc:  # ImportError, or hyperscan.error on an unsupported CPU or pattern
                 self._broken = True
                 log.warning("prefilter off, every detector runs on every job (slower, same results): %s", exc)
-            return self._dbs.get(unicode)
+            return self._dbs.get(kind)
 
-    def _scratch(self, unicode: bool, db: Any) -> Any:
+    def _scratch(self, kind: str, db: Any) -> Any:
         # One scratch space per thread and database: Hyperscan refuses a scratch that another scan is using,
         # and API workers re-scan prompts from many threads at once.
         scratches = getattr(self._local, "scratches", None)
         if scratches is None:
             scratches = self._local.scratches = {}
-        scratch = scratches.get(unicode)
+        scratch = scratches.get(kind)
         if scratch is None:
             import hyperscan
 
-            scratch = scratches[unicode] = hyperscan.Scratch(db)
+            scratch = scratches[kind] = hyperscan.Scratch(db)
         return scratch
 
     def fired(self, text: str, lowered: str | None = None) -> set[str] | None:
         """The names of the triggers present in ``text`` (or, for caseless ones, in ``lowered``, its
         ``str.lower()``, when the caller has it); None when the gate cannot decide (run everything)."""
-        unicode = not text.isascii()
-        db = self._dbs.get(unicode)
+        kind = "ascii" if text.isascii() else "unicode"
+        db = self._dbs.get(kind)
         if db is None:
-            db = self._compile(unicode)
+            db = self._compile(kind)
             if db is None:
                 return None
         hits: set[int] = set()
-        scratch = self._scratch(unicode, db)
         try:
-            db.scan(text.encode(), match_event_handler=_collect, context=hits, scratch=scratch)
-            if unicode and lowered is not None and lowered != text:
-                db.scan(lowered.encode(), match_event_handler=_collect, context=hits, scratch=scratch)
+            db.scan(text.encode(), match_event_handler=_collect, context=hits, scratch=self._scratch(kind, db))
+            if kind == "unicode" and lowered is not None and lowered != text:
+                low = self._dbs["lowered"] if "lowered" in self._dbs else self._compile("lowered")
+                if low is not None:
+                    low.scan(lowered.encode(), match_event_handler=_collect, context=hits,
+                             scratch=self._scratch("lowered", low))
+                elif self._broken:
+                    return None
         except UnicodeEncodeError:
             return None  # a lone surrogate
         names = self._names
@@ -142,11 +156,11 @@ def _cpu_key() -> str:
     return f"{platform.machine()} {flags}"
 
 
-def _cached_compile(hyperscan: Any, expressions: list[bytes], flags: list[int]) -> Any:
+def _cached_compile(hyperscan: Any, expressions: list[bytes], flags: list[int], ids: list[int]) -> Any:
     """Compile, or load what an earlier process compiled (the Unicode database takes about a second to build:
     every classifier process, API worker and CLI command would pay it)."""
     key = hashlib.sha256(
-        repr((getattr(hyperscan, "__version__", ""), _cpu_key(), expressions, flags)).encode()
+        repr((getattr(hyperscan, "__version__", ""), _cpu_key(), expressions, flags, ids)).encode()
     ).hexdigest()[:32]
     path = _cache_dir() / f"prefilter-{key}.hsdb"
     try:
@@ -154,7 +168,7 @@ def _cached_compile(hyperscan: Any, expressions: list[bytes], flags: list[int]) 
     except Exception:  # absent, unreadable, or from another build: compile afresh
         pass
     db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-    db.compile(expressions=expressions, ids=list(range(len(expressions))), elements=len(expressions), flags=flags)
+    db.compile(expressions=expressions, ids=ids, elements=len(expressions), flags=flags)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.tmp")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from producer import complexity, output_length, pii
+from producer.classify import classify
 from schemas.jobs import InferenceJob
 from schemas.routing import RouteDecision, RouteRule
 from switchyard.catalog import Catalog
@@ -34,13 +34,12 @@ class Signals:
 
 
 def read_signals(job: InferenceJob) -> Signals:
-    text = job.text
-    report = pii.scan(text)
+    report, score, expected = classify(job.text, job.max_tokens)
     return Signals(
         contains_pii=report.contains_pii,
         pii_types=tuple(report.types),
-        complexity=complexity.complexity_score(text),
-        expected_output_tokens=output_length.expected_output_tokens(text, job.max_tokens),
+        complexity=score,
+        expected_output_tokens=expected,
         prompt_tokens=estimate_messages_tokens(job.messages_as_dicts()),
     )
 

@@ -178,3 +178,59 @@ def test_keyword_gates_never_hide_a_match() -> None:
         for text in samples:
             if pattern.search(text):
                 assert any(k in text for k in keywords), (pattern.pattern[:40], text[:80])
+
+
+def _literal_prefixes(items: list, prefix: str = "") -> set[str]:
+    """A literal that every match of a parsed pattern (``re._parser`` form) starts with, per alternative:
+    leading ``\\b`` skipped, alternations forked, cut short at anything but a literal (shorter is still true)."""
+    from re import _constants as sre
+
+    for op, av in items:
+        if op is sre.LITERAL:
+            prefix += chr(av)
+        elif op is sre.AT and not prefix:
+            continue
+        elif op is sre.BRANCH:
+            return set().union(*(_literal_prefixes(list(alt), prefix) for alt in av[1]))
+        elif op is sre.SUBPATTERN:
+            return _literal_prefixes(list(av[3]), prefix)
+        else:
+            break
+    return {prefix}
+
+
+def test_kind_searches_start_at_a_literal_every_match_starts_with() -> None:
+    """_search_from_lead skips the text before the first lead: no match of the pattern may start there."""
+    from re import _parser
+
+    from producer import output_length as c
+
+    for (pattern, _), leads in zip(c._KINDS, c._KIND_LEADS, strict=True):
+        for prefix in _literal_prefixes(list(_parser.parse(pattern.pattern))):
+            assert prefix.startswith(leads), (pattern.pattern[:40], prefix)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["write ", "a ", "code", "xcode ", "how ", "to ", "report", "essay. ", "plan",
+                                 "explain", "novel", "book", "long-form", "solve ", "```", "the ", "\n", "é"]),
+                max_size=30).map("".join))
+def test_search_from_lead_finds_the_same_match(text: str) -> None:
+    from producer import output_length as c
+
+    for (pattern, _), leads in zip(c._KINDS, c._KIND_LEADS, strict=True):
+        fast, slow = c._search_from_lead(pattern, leads, text), pattern.search(text)
+        assert (fast and fast.span()) == (slow and slow.span())
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(["5 ", "3,000 ", "a ", "an ", "in ", "about ", "words", "word", " pages", "page ",
+                                 "chapters", "sections", "bullet points", "tips", "names", ". ", "? ", "-", ",",
+                                 "x ", "\n", "(", ")", '"', "two ", "é", "_"]), max_size=30).map("".join))
+def test_ask_searches_find_the_same_match(text: str) -> None:
+    """_search_ask starts after the last character no ask can hold before its unit word: same match as a
+    search from 0."""
+    from producer import output_length as c
+
+    for (pattern, _), units in zip(c._ASKS, c._ASK_KEYWORDS, strict=True):
+        fast, slow = c._search_ask(pattern, units, text), pattern.search(text)
+        assert (fast and (fast.span(), fast.groups())) == (slow and (slow.span(), slow.groups()))

@@ -215,8 +215,49 @@ _NAMEY_TEXT = st.lists(
 @settings(max_examples=500, deadline=None)
 @given(_NAMEY_TEXT)
 def test_names_shortcuts_equal_their_plain_definitions(text: str) -> None:
-    """_plain, _particles_only and _PUNCT_TABLE are faster forms of one-liners: they must answer exactly as
-    those do."""
+    """_plain, _particles_only, _PUNCT_TABLE and _token_spans are faster forms of one-liners: they must answer
+    exactly as those do."""
     assert pii_names._plain(text) == text.translate(pii_names._PUNCT)
     assert pii_names._particles_only(text) == all(p in pii_names._PARTICLES for p in text.split())
     assert text.translate(pii_patterns._PUNCT_TABLE) == text.translate(pii_patterns._PUNCT)
+    spans = [(m.start(), m.end(), m.group()) for m in pii_names._CAP.finditer(text)]
+    assert pii_names._token_spans(text, pii_names._CAP.findall(text)) == spans
+
+
+_CONTEXT_WORDS = sorted({w for _, words, phrases in pii_patterns._CONTEXT for w in (*words, *phrases)})
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from([*_CONTEXT_WORDS, ":", "#", "no.", "+", "(", "$"]), max_size=4).map(" ".join),
+    st.from_regex(r"[1-9]\d{0,20}\.\d{1,20}", fullmatch=True),
+)
+def test_a_plain_decimal_is_never_reported_whatever_its_context(context: str, decimal: str) -> None:
+    """_classify drops a plain decimal before reading its context: every later rule drops it too (the reason
+    the shortcut is exact)."""
+    text = f"{context} {decimal}"
+    start = len(context) + 1
+    assert not [f for f in find(text) if f.start <= start < f.end or start <= f.start < start + len(decimal)]
+
+
+_ADDRESS_TEXT = st.lists(
+    st.sampled_from(["1", "12", "123456", "1234567", "12a", " ", "  ", "     ", "\t", ",", ".", "Main", "St", "st",
+                     "X", "ab", "abc", "Hauptstraße", "Ö", "é", "-", "\n", "A" * 41, "b" * 41]),
+    max_size=25,
+).map("".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_ADDRESS_TEXT)
+def test_possessive_address_scans_match_their_greedy_forms(text: str) -> None:
+    """The address scans' possessive runs ({m,n}+) only skip backtracking that cannot succeed."""
+    import re
+
+    from producer import pii_address
+
+    for pattern in (pii_address._NUM_WORD, pii_address._WORD_NUM, pii_address._NUM_WORD_LOWER,
+                    pii_address._WORD_NUM_LOWER):
+        greedy = re.compile(pattern.pattern.replace("}+", "}").replace("++", "+"))
+        assert greedy.pattern != pattern.pattern
+        fast = [(m.span(), m.groupdict()) for m in pattern.finditer(text)]
+        assert fast == [(m.span(), m.groupdict()) for m in greedy.finditer(text)]

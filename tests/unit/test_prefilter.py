@@ -159,3 +159,17 @@ def test_output_length_reads_non_ascii_text_through_its_unicode_database() -> No
     assert output_length._GATE.fired("write a 3000-word essay about zürich") == {"ask0", "kind1", "kind2"}
     assert output_length.expected_output_tokens("Write a 3000-word essay about Zürich", None) == 4050
     assert output_length.expected_output_tokens("Écris: in five größere sentences, bitte", None) == 135
+
+
+def test_lower_cased_text_is_scanned_for_the_case_blind_triggers_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Non-ASCII text: a case-sensitive trigger fires on the text as written, a case-blind one on either form
+    (the Kelvin sign folds to "k" only in str.lower), and no other database than the three is built."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    gate = Gate([("upper", "[A-Z]{3}", False), ("kelvin", "k=", True), ("digit", r"\d", False)])
+    text = "ÉTÉ \u212a= ABC"
+    assert gate.fired(text, text.lower()) == {"upper", "kelvin"}
+    assert gate.fired("été abc 5", "été abc 5") == {"digit"}
+    assert set(gate._dbs) == {"unicode", "lowered"}
+    assert Gate([("upper", "[A-Z]", False)]).fired("É", "é") == set()  # no case-blind trigger: no third scan
