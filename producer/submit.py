@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -34,6 +35,9 @@ from switchyard.catalog import Catalog
 from switchyard.tokens import estimate_messages_tokens
 
 log = logging.getLogger(__name__)
+
+#: Chunks recorded at once (see Submitter._submit_chunks).
+WRITERS = 2
 
 
 @dataclass
@@ -87,6 +91,7 @@ class Submitter:
         self.router = router
         self.chunk = chunk
         self.processes = processes
+        self._report_lock = threading.Lock()
 
     def _publish(self, batch_id: uuid.UUID, rows: list[tuple[str, str, int]], leftovers: bool = False) -> None:
         if not rows:
@@ -181,18 +186,20 @@ class Submitter:
         progress: Callable[[int], None] | None,
         ahead: Sequence[Callable[[], list[Any]]] = (),
     ) -> None:
-        """Two stages, one chunk apart: this thread routes a chunk and formats its rows while a writer thread
-        records the previous chunk and publishes it (mostly waiting on PostgreSQL and Redis, on the other core).
-        One writer keeps chunks in order; at most one chunk waits for it."""
-        with ThreadPoolExecutor(1, thread_name_prefix="submit-writer") as writer:
-            pending: Future[None] | None = None
+        """Two stages: this thread routes a chunk and formats its rows while writer threads record earlier
+        chunks and publish them, each chunk in its own transaction on its own connection. PostgreSQL's work on
+        a chunk (parsing, indexing, logging 2,000 rows) takes longer than routing one, so WRITERS chunks are
+        recorded at once, on as many server processes; they commit in any order (each job's place in its
+        batch is its seq, and a resumed submit finds whatever one left unpublished)."""
+        with ThreadPoolExecutor(WRITERS, thread_name_prefix="submit-writer") as writer:
+            pending: deque[Future[None]] = deque()
             for chunk, decisions in self._decided(_chunks(jobs, self.chunk), pool, deque(ahead)):
                 prepared = self._prepare(batch_id, chunk, decisions)
-                if pending is not None:
-                    pending.result()  # the writer's errors surface here; nothing after them is recorded
-                pending = writer.submit(self._record, batch_id, prepared, report, progress, len(chunk))
-            if pending is not None:
-                pending.result()
+                if len(pending) == WRITERS:
+                    pending.popleft().result()  # a writer's error surfaces here; no chunk after it starts
+                pending.append(writer.submit(self._record, batch_id, prepared, report, progress, len(chunk)))
+            while pending:
+                pending.popleft().result()
 
     def _prepare(
         self, batch_id: uuid.UUID, chunk: list[tuple[int, InferenceJob]], decisions: list[RouteDecision]
@@ -234,8 +241,9 @@ class Submitter:
             outgoing = [i for i in inserted if i[0] not in splits] + inserted_parts
             store.hold_unpublished(conn, batch_id, [i[0] for i in outgoing])
         self._publish(batch_id, outgoing)
-        report.submitted += len(inserted)
-        report.skipped += len(rows) - len(inserted)
+        with self._report_lock:  # writers finish concurrently
+            report.submitted += len(inserted)
+            report.skipped += len(rows) - len(inserted)
         if progress is not None:
             progress(size)
 
