@@ -15,7 +15,7 @@ from producer import store
 from producer.queues import QueueMonitor
 from producer.reader import collect_jobs
 from producer.router import Router
-from producer.submit import SubmitReport, Submitter, bulk_gc
+from producer.submit import SubmitReport, Submitter, bulk_mode
 from schemas.jobs import InferenceJob, parse_job
 from schemas.routing import RouteDecision
 from switchyard.db import get_engine
@@ -57,7 +57,7 @@ class Client:
         """Validate everything, then record and enqueue; returns the batch id. Idempotent per custom_id."""
         size = len(jobs) if isinstance(jobs, Sized) else None
         pool = self.submitter.pool_for(size)
-        with bulk_gc():
+        with bulk_mode():
             try:
                 ahead: list[Callable[[], list[Any]]] = []
                 classify_ahead = None

@@ -35,7 +35,7 @@ class QueueMonitor:
         self.client = client
         self.catalog = catalog
         self.ttl_s = ttl_s
-        self._depths: dict[str, int] = {}
+        self._waits: dict[str, float] = {}  # by model, as of the last refresh
         self._at = 0.0
 
     def drain_rate(self, model: str) -> float:
@@ -51,9 +51,10 @@ class QueueMonitor:
         now = time.monotonic()
         if now - self._at > self.ttl_s:
             try:
-                self._depths = queue_depths(self.client, [m.queue for m in self.catalog.models.values()])
+                depths = queue_depths(self.client, [m.queue for m in self.catalog.models.values()])
             except redis.RedisError:
                 return None
+            # Every model's wait at once: the router asks per job, up to 10^4 times a second.
+            self._waits = {name: depths[m.queue] / self.drain_rate(name) for name, m in self.catalog.models.items()}
             self._at = now
-        depth = self._depths.get(self.catalog.model(model).queue)
-        return None if depth is None else depth / self.drain_rate(model)
+        return self._waits.get(model)

@@ -10,7 +10,7 @@ and a queue too deep to meet its SLO overflows to the first eligible fallback.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from producer.classify import classify
 from schemas.jobs import InferenceJob
@@ -22,9 +22,8 @@ from switchyard.tokens import estimate_messages_tokens
 QueueWait = Callable[[str], float | None]
 
 
-@dataclass(frozen=True, slots=True)
-class Signals:
-    """What the classifier read from a job."""
+class Signals(NamedTuple):
+    """What the classifier read from a job (a NamedTuple: built per job on the bulk submit path)."""
 
     contains_pii: bool
     pii_types: tuple[str, ...]

@@ -17,7 +17,7 @@ from producer.classify_pool import MIN_JOBS_FOR_POOL, ClassifierPool
 from producer.queues import QueueMonitor
 from producer.reader import iter_file_jobs, validate_file
 from producer.router import Router
-from producer.submit import SubmitReport, Submitter, bulk_gc
+from producer.submit import SubmitReport, Submitter, bulk_mode
 from schemas.jobs import InferenceJob
 from switchyard.db import get_engine
 from switchyard.errors import InputError
@@ -70,7 +70,7 @@ def submit_file(settings: Settings, path: str, *, batch: str, progress: bool = T
     submitter = Submitter(settings.catalog, get_engine(database), client, router, chunk=chunk)
     ahead = _ClassifyAhead(submitter)
     try:
-        with _progress(progress) as bar, bulk_gc():
+        with _progress(progress) as bar, bulk_mode():
             task = bar.add_task("validating", total=size) if bar else None
             check = validate_file(
                 path, progress=(lambda n: bar.advance(task, n)) if bar else None, on_chunk=ahead, chunk=chunk
