@@ -35,6 +35,9 @@ SLICE = 250
 
 Item = tuple[str, int | None]  # (text, max_tokens)
 Read = tuple[bool, tuple[str, ...], float, int]  # (contains_pii, pii_types, complexity, expected_output)
+#: A validated line: (line number, its custom_id or None when invalid, its problems as (field, message), its
+#: read when it was valid and classification was asked for).
+Checked = tuple[int, str | None, list[tuple[str, str]], Read | None]
 
 _HEADER = struct.Struct("!I")
 log = logging.getLogger(__name__)
@@ -46,6 +49,26 @@ def classify_texts(items: Sequence[Item]) -> list[Read]:
         report, score, expected = classify(text, max_tokens)
         out.append((report.contains_pii, tuple(report.types), score, expected))
     return out
+
+
+def check_lines(numbers: Sequence[int], lines: Sequence[bytes], classify_valid: bool) -> list[Checked]:
+    """Parse and validate JSONL lines (and classify the valid ones, if asked): a file's validation pass,
+    spread over the pool."""
+    from producer.reader import parse_line  # here: the reader is not needed until a file is validated
+
+    out: list[Checked] = []
+    for number, raw in zip(numbers, lines, strict=True):
+        job, problems = parse_line(raw, number)
+        if job is None:
+            out.append((number, None, [(p.field, p.message) for p in problems], None))
+        else:
+            read = classify_texts([(job.text, job.max_tokens)])[0] if classify_valid else None
+            out.append((number, job.custom_id, [], read))
+    return out
+
+
+#: The tasks a pool process runs, by name.
+_TASKS: dict[str, Callable[..., list[Any]]] = {"classify": classify_texts, "check": check_lines}
 
 
 def warm_detectors() -> None:
@@ -79,8 +102,8 @@ class _Child:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "producer.classify_pool"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
         )
-        self.pending: deque[Future[list[Read]]] = deque()
-        self.outbox: queue.SimpleQueue[list[Item] | None] = queue.SimpleQueue()
+        self.pending: deque[Future[list[Any]]] = deque()
+        self.outbox: queue.SimpleQueue[tuple[str, tuple[Any, ...]] | None] = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.threads = [
             threading.Thread(target=self._write, name="classifier-writer", daemon=True),
@@ -89,19 +112,20 @@ class _Child:
         for thread in self.threads:
             thread.start()
 
-    def submit(self, items: Sequence[Item]) -> Future[list[Read]]:
-        future: Future[list[Read]] = Future()
+    def submit(self, task: str, *args: Any) -> Future[list[Any]]:
+        """Run ``_TASKS[task](*args)`` in the process."""
+        future: Future[list[Any]] = Future()
         with self.lock:
             self.pending.append(future)
-        self.outbox.put(list(items))
+        self.outbox.put((task, args))
         return future
 
     def _write(self) -> None:
         stdin = self.proc.stdin
         assert stdin is not None
         try:
-            while (items := self.outbox.get()) is not None:
-                _send(stdin, items)
+            while (task := self.outbox.get()) is not None:
+                _send(stdin, task)
             stdin.close()  # the child's loop ends at EOF
         except OSError as exc:  # the process died: the reader fails what is pending
             log.warning("classifier process %s: %s", self.proc.pid, exc)
@@ -167,12 +191,26 @@ class ClassifierPool:
         if self.processes < 2 or len(items) < SLICE * 2:
             reads = classify_texts(items)
             return lambda: reads
+        return self._spread("classify", len(items), lambda i, j: (list(items[i:j]),))
+
+    def check(
+        self, numbers: Sequence[int], lines: Sequence[bytes], classify_valid: bool
+    ) -> Callable[[], list[Checked]]:
+        """Begin validating JSONL ``lines`` (and classifying the valid ones if ``classify_valid``) in the pool;
+        the returned function waits for the results, in order."""
+        if self.processes < 2:
+            checked = check_lines(numbers, lines, classify_valid)
+            return lambda: checked
+        return self._spread("check", len(lines), lambda i, j: (numbers[i:j], lines[i:j], classify_valid))
+
+    def _spread(self, task: str, n: int, args: Callable[[int, int], tuple[Any, ...]]) -> Callable[[], list[Any]]:
+        """``task`` over slices [i, j) of n items, round-robin over the processes; results joined in order."""
         children = self._pool()
         futures = []
-        for i in range(0, len(items), SLICE):
-            futures.append(children[self._next].submit(items[i : i + SLICE]))
+        for i in range(0, n, SLICE):
+            futures.append(children[self._next].submit(task, *args(i, min(n, i + SLICE))))
             self._next = (self._next + 1) % len(children)
-        return lambda: [read for f in futures for read in f.result()]
+        return lambda: [out for f in futures for out in f.result()]
 
     def close(self) -> None:
         for child in self._children:
@@ -186,10 +224,10 @@ def main() -> None:
     warm_detectors()
     while True:
         try:
-            items = _receive(stdin)
+            task, args = _receive(stdin)
         except EOFError:
             return
-        _send(stdout, classify_texts(items))
+        _send(stdout, _TASKS[task](*args))
 
 
 if __name__ == "__main__":

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import json
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pydantic import ValidationError
 
 from schemas.jobs import InferenceJob, parse_job
 from switchyard.errors import InputError, InputProblem
+
+if TYPE_CHECKING:
+    from producer.classify_pool import Checked, ClassifierPool, Read
 
 #: Stop collecting after this many problems: the user fixes the pattern, not 10^6 lines one by one.
 MAX_PROBLEMS = 1000
@@ -74,50 +79,95 @@ class FileCheck:
     jobs: int
     problems: list[InputProblem]
     truncated: bool = False  # more problems than MAX_PROBLEMS
+    reads: list[list[Read]] = field(default_factory=list)  # classifications of its first chunks (pool pass)
+
+
+class _Tally:
+    """What a validation pass keeps: the custom_ids seen (for duplicates), the problems, the valid jobs."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, int] = {}
+        self.problems: list[InputProblem] = []
+        self.count = 0
+        self.truncated = False
+
+    def add(self, number: int, custom_id: str | None, found: list[InputProblem]) -> None:
+        """One line: its custom_id when it parsed, else its problems."""
+        if custom_id is not None:
+            first = self.seen.setdefault(custom_id, number)
+            if first == number:
+                self.count += 1
+                return
+            found = [InputProblem(number, "custom_id", f"duplicate {custom_id!r} (first on line {first})")]
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.extend(found)
+        else:
+            self.truncated = True
+
+    def result(self) -> FileCheck:
+        if self.count == 0 and not self.problems:
+            self.problems.append(InputProblem(None, "(file)", "no jobs in the file"))
+        return FileCheck(self.count, self.problems, self.truncated)
+
+
+#: Blocks of lines being validated in the pool at once (each ``chunk`` lines).
+_BLOCKS_IN_FLIGHT = 4
 
 
 def validate_file(
     path: str | Path,
     progress: Any = None,
-    on_chunk: Callable[[list[InferenceJob]], bool] | None = None,
+    pool: ClassifierPool | None = None,
     chunk: int = 2000,
+    classify_chunks: int = 0,
 ) -> FileCheck:
     """One streaming pass over the file; every problem with its line and field.
 
-    ``on_chunk`` sees each run of ``chunk`` valid jobs (the chunks the submission pass will make) while no
-    problem has been found, until it returns False: the caller may start classifying the first chunks before
-    the pass ends. Only the current run is held, so memory stays bounded.
+    With a classifier ``pool`` the lines are parsed and validated in its processes, ``chunk`` lines per block,
+    and the valid jobs of the first ``classify_chunks`` blocks are classified there too: when the file is valid,
+    ``reads`` holds their classifications, one list per chunk of the submission pass (blocks of non-blank lines
+    are those chunks). Memory stays bounded either way: custom_ids, problems, a few blocks in flight.
     """
-    seen: dict[str, int] = {}
-    problems: list[InputProblem] = []
-    count = 0
-    truncated = False
-    run: list[InferenceJob] = []
+    tally = _Tally()
     with open(path, "rb") as stream:
-        for number, raw in _lines(stream):
+        if pool is None:
+            for number, raw in _lines(stream):
+                if progress is not None:
+                    progress(len(raw))
+                job, found = parse_line(raw, number)
+                tally.add(number, None if job is None else job.custom_id, found)
+            return tally.result()
+        reads: list[list[Read]] = []
+        inflight: deque[tuple[int, Callable[[], list[Checked]], bool]] = deque()
+
+        def settle(size: int, checked: Callable[[], list[Checked]], classified: bool) -> None:
+            block_reads = []
+            for number, custom_id, found, read in checked():
+                tally.add(number, custom_id, [InputProblem(number, f, message) for f, message in found])
+                if read is not None:
+                    block_reads.append(read)
+            if classified and not tally.problems:
+                reads.append(block_reads)
             if progress is not None:
-                progress(len(raw))
-            job, found = parse_line(raw, number)
-            if job is not None:
-                first = seen.setdefault(job.custom_id, number)
-                if first != number:
-                    found = [InputProblem(number, "custom_id", f"duplicate {job.custom_id!r} (first on line {first})")]
-                else:
-                    count += 1
-                    if on_chunk is not None:
-                        run.append(job)
-                        if len(run) == chunk:
-                            on_chunk = on_chunk if on_chunk(run) else None
-                            run = []
-            if found:
-                on_chunk, run = None, []  # nothing of this file will be submitted
-                if len(problems) < MAX_PROBLEMS:
-                    problems.extend(found)
-                else:
-                    truncated = True
-    if count == 0 and not problems:
-        problems.append(InputProblem(None, "(file)", "no jobs in the file"))
-    return FileCheck(count, problems, truncated)
+                progress(size)
+
+        for index, block in enumerate(_blocks(stream, chunk)):
+            numbers, lines = [n for n, _ in block], [raw for _, raw in block]
+            classify = index < classify_chunks
+            inflight.append((sum(map(len, lines)), pool.check(numbers, lines, classify), classify))
+            if len(inflight) > _BLOCKS_IN_FLIGHT:
+                settle(*inflight.popleft())
+        while inflight:
+            settle(*inflight.popleft())
+    check = tally.result()
+    check.reads = [] if check.problems else reads
+    return check
+
+
+def _blocks(stream: BinaryIO, size: int) -> Iterator[list[tuple[int, bytes]]]:
+    lines = _lines(stream)
+    while block := list(islice(lines, size)):
+        yield block
 
 
 def iter_file_jobs(path: str | Path) -> Iterator[tuple[int, InferenceJob]]:

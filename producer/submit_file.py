@@ -7,7 +7,6 @@ submission pass holds one chunk of jobs at a time.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
@@ -18,7 +17,6 @@ from producer.queues import QueueMonitor
 from producer.reader import iter_file_jobs, validate_file
 from producer.router import Router
 from producer.submit import SubmitReport, Submitter, bulk_mode
-from schemas.jobs import InferenceJob
 from switchyard.db import get_engine
 from switchyard.errors import InputError
 from switchyard.settings import Settings
@@ -34,32 +32,15 @@ def _progress(enabled: bool) -> Any:
     )
 
 
-#: Chunks classified during the validation pass, at most: their reads wait for the submission pass in memory
-#: (and their texts in the pool's pipes), so the number is bounded. About what the classifier processes get
-#: through while the parent validates.
+#: Chunks classified during the validation pass (which runs in the classifier processes too), at most: their
+#: reads wait in memory for the submission pass, so the number is bounded.
 AHEAD_CHUNKS = 16
 
 
-class _ClassifyAhead:
-    """Starts the classifier pool once the validation pass has seen enough jobs for one, then classifies the
-    first chunks while validation goes on (the pool would otherwise idle until the submission pass)."""
-
-    def __init__(self, submitter: Submitter) -> None:
-        self.submitter = submitter
-        self.pool: ClassifierPool | None = None
-        self.waiting: list[list[InferenceJob]] = []  # chunks seen before the pool was worth starting
-        self.started: list[Callable[[], list[Any]]] = []
-
-    def __call__(self, chunk: list[InferenceJob]) -> bool:
-        self.waiting.append(chunk)
-        if self.pool is None:
-            if len(self.waiting) * len(chunk) < MIN_JOBS_FOR_POOL:
-                return True
-            self.pool = ClassifierPool(self.submitter.processes)
-        for waiting in self.waiting:
-            self.started.append(self.pool.start([(job.text, job.max_tokens) for job in waiting]))
-        self.waiting = []
-        return len(self.started) < AHEAD_CHUNKS
+def _lines_in(path: str) -> int:
+    """Newlines in the file (a few ms per 100 MB): whether its validation is worth the classifier pool."""
+    with open(path, "rb") as stream:
+        return sum(block.count(b"\n") for block in iter(lambda: stream.read(1 << 20), b""))
 
 
 def submit_file(settings: Settings, path: str, *, batch: str, progress: bool = True, chunk: int = 2000) -> SubmitReport:
@@ -68,12 +49,18 @@ def submit_file(settings: Settings, path: str, *, batch: str, progress: bool = T
     client = redis.Redis.from_url(broker)
     router = Router(settings.catalog, QueueMonitor(client, settings.catalog).wait_s)
     submitter = Submitter(settings.catalog, get_engine(database), client, router, chunk=chunk)
-    ahead = _ClassifyAhead(submitter)
+    # A big file is validated in the classifier processes, which classify its first chunks on the way; the
+    # submission pass then has them classify the rest.
+    pool = ClassifierPool(submitter.processes) if _lines_in(path) >= MIN_JOBS_FOR_POOL else None
     try:
         with _progress(progress) as bar, bulk_mode():
             task = bar.add_task("validating", total=size) if bar else None
             check = validate_file(
-                path, progress=(lambda n: bar.advance(task, n)) if bar else None, on_chunk=ahead, chunk=chunk
+                path,
+                progress=(lambda n: bar.advance(task, n)) if bar else None,
+                pool=pool,
+                chunk=chunk,
+                classify_chunks=AHEAD_CHUNKS,
             )
             if check.problems:
                 raise InputError(check.problems)
@@ -84,10 +71,10 @@ def submit_file(settings: Settings, path: str, *, batch: str, progress: bool = T
                 source=os.path.abspath(path),
                 progress=(lambda n: bar.advance(task2, n)) if bar else None,
                 size_hint=check.jobs,
-                pool=ahead.pool,
-                ahead=ahead.started,
+                pool=pool,
+                ahead=[(lambda reads=reads: reads) for reads in check.reads],
             )
     finally:
-        if ahead.pool is not None:
-            ahead.pool.close()
+        if pool is not None:
+            pool.close()
         client.close()
