@@ -86,3 +86,27 @@ def test_client_side_collection_refuses_whole_iterable() -> None:
     with pytest.raises(InputError) as info:
         collect_jobs([{"custom_id": "a", "prompt": "x"}, {"custom_id": "a", "prompt": "y"}, {"prompt": "z"}])
     assert [(p.line, p.field) for p in info.value.problems] == [(2, "custom_id"), (3, "custom_id")]
+
+
+def test_duplicates_are_named_with_their_first_line_even_when_ids_share_a_hash(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """Validation keeps hashes of custom_ids, not the ids: a shared hash is only a suspect, settled by the ids."""
+    import json
+
+    from producer import reader
+
+    ids = ["a", "b", "a", "c", "b", "a"]
+    path = tmp_path / "jobs.jsonl"
+    path.write_text("".join(json.dumps({"custom_id": i, "prompt": "hi"}) + "\n" for i in ids))
+    for collide in (False, True):
+        if collide:
+            monkeypatch.setattr(reader, "hash", lambda _: 42, raising=False)  # every id shares one hash
+        check = reader.validate_file(path)
+        assert [(p.line, p.message) for p in check.problems] == [
+            (3, "duplicate 'a' (first on line 1)"),
+            (5, "duplicate 'b' (first on line 2)"),
+            (6, "duplicate 'a' (first on line 1)"),
+        ]
+        assert check.jobs == 3
+    distinct = tmp_path / "distinct.jsonl"
+    distinct.write_text("".join(json.dumps({"custom_id": f"id{i}", "prompt": "hi"}) + "\n" for i in range(50)))
+    assert (reader.validate_file(distinct).problems, reader.validate_file(distinct).jobs) == ([], 50)
