@@ -118,15 +118,16 @@ def test_resubmit_after_an_interrupted_submit_enqueues_only_what_is_missing(
     with pytest.raises(KeyboardInterrupt):
         submit_file(settings, str(src), batch="resume", progress=False, chunk=400)
     monkeypatch.setattr(Submitter, "_publish", real_publish)
-    # Chunks of 400 here: chunk 2 was recorded but not published; the other writer may have finished chunk 3.
+    # Chunks of 400, 400 and 200, recorded by two writers: the second chunk to reach publishing (chunk 2 or 3)
+    # was recorded but not published; the other may or may not have finished.
     with get_engine(db).connect() as conn:
         held = conn.execute(select(Batch.unpublished).where(Batch.name == "resume")).scalar_one()
         recorded = conn.execute(select(func.count()).select_from(Job)).scalar()
-    assert len(held) == 400  # what the next run will publish
-    assert recorded in (800, 1000) and _depth(clean_redis) == recorded - 400
+    assert len(held) in (200, 400)  # what the next run will publish
+    assert recorded in (800, 1000) and _depth(clean_redis) == recorded - len(held)
     out = run(["submit", str(src), "--batch", "resume", "-q"], env)
     assert out.returncode == 0, out.stderr
-    assert (f"submitted {1000 - recorded} new job(s), {recorded} already in the batch, 400 republished"
+    assert (f"submitted {1000 - recorded} new job(s), {recorded} already in the batch, {len(held)} republished"
             in out.stderr)
     assert _depth(clean_redis) == 1000
     with get_engine(db).connect() as conn:
