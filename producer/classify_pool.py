@@ -26,8 +26,6 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import IO, Any
 
-from producer.classify import classify
-
 #: Below this many jobs a submission classifies inline.
 MIN_JOBS_FOR_POOL = 5000
 #: Jobs per task sent to a pool process (amortises pickling and scheduling).
@@ -44,6 +42,9 @@ log = logging.getLogger(__name__)
 
 
 def classify_texts(items: Sequence[Item]) -> list[Read]:
+    # Imported here: the parent of a pool never classifies, and need not load the detectors (15 MB).
+    from producer.classify import classify
+
     out: list[Read] = []
     for text, max_tokens in items:
         report, score, expected = classify(text, max_tokens)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from producer.classify import classify
 from schemas.jobs import InferenceJob
 from schemas.routing import RouteDecision, RouteRule
 from switchyard.catalog import Catalog
@@ -33,6 +32,10 @@ class Signals(NamedTuple):
 
 
 def read_signals(job: InferenceJob) -> Signals:
+    # Imported here: a bulk submission classifies in its pool processes, and its parent need not load the
+    # detectors (15 MB).
+    from producer.classify import classify
+
     report, score, expected = classify(job.text, job.max_tokens)
     return Signals(
         contains_pii=report.contains_pii,
