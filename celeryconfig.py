@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from kombu import Exchange, Queue
-
 from switchyard.settings import Settings
 
 #: The one task every worker runs; the queue (= the model) decides which backend runs it.
@@ -44,6 +42,9 @@ def transport_options(settings: Settings) -> dict[str, Any]:
 
 
 def build(settings: Settings) -> dict[str, Any]:
+    # Imported here: producers read this module's constants only, and kombu costs a tenth of a second to import.
+    from kombu import Exchange, Queue
+
     broker_url, _ = settings.require_urls()
     catalog = settings.catalog
     exchange = Exchange("switchyard", type="direct")
