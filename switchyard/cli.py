@@ -55,14 +55,11 @@ def connected_settings(*, migrate: bool = True) -> Settings:
 
 
 def _require_migrated(url: str) -> None:
-    from alembic.script import ScriptDirectory
-
     from switchyard import db
 
-    head = ScriptDirectory.from_config(db.alembic_config(url)).get_current_head()
     current = db.current_revision(url)
-    if current != head:
-        raise ConfigError(f"database schema is at {current or 'nothing'}, expected {head}: "
+    if current != db.SCHEMA_HEAD:
+        raise ConfigError(f"database schema is at {current or 'nothing'}, expected {db.SCHEMA_HEAD}: "
                           "run `switchyard db upgrade`")
 
 

@@ -16,7 +16,13 @@ from workers.recorder import Outcome, Recorder
 
 
 def test_migrations_match_models_without_drift(fresh_database: str) -> None:
+    from alembic.script import ScriptDirectory
+
+    assert dbmod.current_revision(fresh_database) is None
     dbmod.upgrade(fresh_database)
+    # What the CLI checks on start-up without loading Alembic: the head this code expects is Alembic's head.
+    head = ScriptDirectory.from_config(dbmod.alembic_config(fresh_database)).get_current_head()
+    assert dbmod.current_revision(fresh_database) == dbmod.SCHEMA_HEAD == head
     engine = get_engine(fresh_database)
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
