@@ -100,10 +100,18 @@ class InferenceJob(BaseModel):
     @cached_property
     def message_dicts(self) -> list[dict[str, Any]]:
         """The messages as plain dicts (shared: do not modify)."""
-        return [m.model_dump(exclude_none=True) for m in self.messages]
+        return [_as_dict(m) for m in self.messages]
 
     def messages_as_dicts(self) -> list[dict[str, Any]]:
         return self.message_dicts
+
+
+def _as_dict(message: ChatMessage) -> dict[str, Any]:
+    """``message.model_dump(exclude_none=True)``; built by hand for the common message (text content, no extra
+    fields), where pydantic's serializer costs several microseconds a job on the bulk submit path."""
+    if not message.__pydantic_extra__ and isinstance(message.content, str):
+        return {"role": message.role, "content": message.content}
+    return message.model_dump(exclude_none=True)
 
 
 class _ShortForm(BaseModel):

@@ -110,3 +110,28 @@ def test_duplicates_are_named_with_their_first_line_even_when_ids_share_a_hash(t
     distinct = tmp_path / "distinct.jsonl"
     distinct.write_text("".join(json.dumps({"custom_id": f"id{i}", "prompt": "hi"}) + "\n" for i in range(50)))
     assert (reader.validate_file(distinct).problems, reader.validate_file(distinct).jobs) == ([], 50)
+
+
+def test_messages_as_plain_dicts_are_what_pydantic_dumps() -> None:
+    """The hand-built dict of a plain text message equals model_dump(exclude_none=True); others use pydantic."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from schemas.jobs import parse_job
+
+    keys = st.sampled_from(["name", "tool_call_id", "x"])
+    extras = st.dictionaries(keys, st.none() | st.text(max_size=5), max_size=2)
+    content = st.text(min_size=1).filter(lambda t: not t.isspace()) | st.lists(
+        st.fixed_dictionaries({"type": st.just("text"), "text": st.text(max_size=5)}), min_size=1, max_size=2
+    )
+
+    roles = st.sampled_from(["system", "user", "assistant"])
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.tuples(roles, content, extras), min_size=1, max_size=3))
+    def check(messages: list[tuple[str, object, dict[str, object]]]) -> None:
+        body = {"messages": [{"role": r, "content": c, **x} for r, c, x in messages]}
+        job = parse_job({"custom_id": "c", "body": body})
+        assert job.messages_as_dicts() == [m.model_dump(exclude_none=True) for m in job.messages]
+
+    check()
