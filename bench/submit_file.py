@@ -51,6 +51,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=100_000)
     ap.add_argument("--kb", type=float, default=1.0, help="prompt size per job")
+    ap.add_argument("--py-spy", metavar="OUT", help="record the submit process with py-spy (collapsed stacks)")
     args = ap.parse_args()
     with _scratch.scratch_services("submit", 12) as (broker, database, _):
         return run(args, broker, database)
@@ -66,8 +67,11 @@ def run(args: argparse.Namespace, broker: str, database: str) -> int:
         _, tree0 = _scratch.own_cpu()
         servers0 = _scratch.cpu_seconds(servers)
         started = time.perf_counter()
+        command = [sys.executable, "-m", "switchyard.cli", "submit", str(src), "-q"]
+        if args.py_spy:  # figures below then include py-spy's own process
+            command = ["py-spy", "record", "--gil", "-r", "250", "-f", "raw", "-o", args.py_spy, "--", *command]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "switchyard.cli", "submit", str(src), "-q"],
+            command,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

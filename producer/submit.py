@@ -217,14 +217,15 @@ class Submitter:
     ) -> _Prepared:
         rows: list[dict[str, Any]] = []
         splits: dict[str, SplitPlan] = {}  # by job id, as insert_jobs returns it
-        for (seq, job), decision in zip(chunk, decisions, strict=True):
-            row = store.job_row(batch_id, seq, job, decision, self.catalog)
+        ids = store.new_job_ids(len(chunk))
+        for (seq, job), decision, job_id in zip(chunk, decisions, ids, strict=True):
+            row = store.job_row(batch_id, seq, job, decision, self.catalog, job_id)
             plan = self._split_plan(row, decision)
             if plan is not None:
                 # The parent never runs itself: its parts do, then a combining job.
                 row.update(state="running", chunk_count=len(plan.parts))
                 row["request"]["task_head"] = plan.task
-                splits[str(row["id"])] = plan
+                splits[job_id] = plan
             rows.append(row)
         return _Prepared(rows, store.copy_block(rows), splits)
 
@@ -244,8 +245,8 @@ class Submitter:
             parts = [
                 part
                 for r in rows
-                if str(r["id"]) in splits and str(r["id"]) in new_ids
-                for part in store.part_rows(r, splits[str(r["id"])])
+                if r["id"] in splits and r["id"] in new_ids
+                for part in store.part_rows(r, splits[r["id"]])
             ]
             inserted_parts = store.insert_jobs(conn, parts)
             # A split document's parent never goes to the broker (its parts do): nothing to hold for it.
