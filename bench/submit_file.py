@@ -69,7 +69,7 @@ def run(args: argparse.Namespace, broker: str, database: str) -> int:
         started = time.perf_counter()
         command = [sys.executable, "-m", "switchyard.cli", "submit", str(src), "-q"]
         if args.py_spy:  # figures below then include py-spy's own process
-            command = ["py-spy", "record", "--gil", "-r", "250", "-f", "raw", "-o", args.py_spy, "--", *command]
+            command = [*os.environ.get("PY_SPY", "py-spy record --gil").split(), "-r", "250", "-f", "raw", "-o", args.py_spy, "--", *command]
         proc = subprocess.Popen(
             command,
             env=env,
