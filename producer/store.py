@@ -71,9 +71,9 @@ def new_job_ids(count: int) -> list[str]:
 
 
 def job_row(
-    batch_id: uuid.UUID, seq: int, job: InferenceJob, d: RouteDecision, catalog: Catalog, job_id: str
+    batch_id: uuid.UUID | str, seq: int, job: InferenceJob, d: RouteDecision, catalog: Catalog, job_id: str
 ) -> dict[str, Any]:
-    """A jobs row (``job_id``: from new_job_ids)."""
+    """A jobs row (``job_id``: from new_job_ids; ``batch_id`` may be given as text, formatted once a chunk)."""
     request: dict[str, Any] = {
         "messages": job.messages_as_dicts(),
         "max_tokens": resolved_max_tokens(job, d, catalog),

@@ -217,9 +217,9 @@ class Submitter:
     ) -> _Prepared:
         rows: list[dict[str, Any]] = []
         splits: dict[str, SplitPlan] = {}  # by job id, as insert_jobs returns it
-        ids = store.new_job_ids(len(chunk))
+        ids, batch_text = store.new_job_ids(len(chunk)), str(batch_id)
         for (seq, job), decision, job_id in zip(chunk, decisions, ids, strict=True):
-            row = store.job_row(batch_id, seq, job, decision, self.catalog, job_id)
+            row = store.job_row(batch_text, seq, job, decision, self.catalog, job_id)
             plan = self._split_plan(row, decision)
             if plan is not None:
                 # The parent never runs itself: its parts do, then a combining job.
