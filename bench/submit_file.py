@@ -51,7 +51,9 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=100_000)
     ap.add_argument("--kb", type=float, default=1.0, help="prompt size per job")
-    ap.add_argument("--py-spy", metavar="OUT", help="record the submit process with py-spy (collapsed stacks)")
+    ap.add_argument(
+        "--py-spy", metavar="OUT", help="record the submit process with py-spy (collapsed stacks; GIL holders only)"
+    )
     args = ap.parse_args()
     with _scratch.scratch_services("submit", 12) as (broker, database, _):
         return run(args, broker, database)
@@ -68,8 +70,9 @@ def run(args: argparse.Namespace, broker: str, database: str) -> int:
         servers0 = _scratch.cpu_seconds(servers)
         started = time.perf_counter()
         command = [sys.executable, "-m", "switchyard.cli", "submit", str(src), "-q"]
-        if args.py_spy:  # figures below then include py-spy's own process
-            command = [*os.environ.get("PY_SPY", "py-spy record --gil").split(), "-r", "250", "-f", "raw", "-o", args.py_spy, "--", *command]
+        if args.py_spy:  # figures below then include py-spy's own process; PY_SPY overrides its options
+            spy = os.environ.get("PY_SPY", "py-spy record --gil --threads").split()
+            command = [*spy, "-r", "250", "-f", "raw", "-o", args.py_spy, "--", *command]
         proc = subprocess.Popen(
             command,
             env=env,
