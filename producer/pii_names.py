@@ -406,8 +406,10 @@ def find_persons(text: str, lowered: str, has_upper: bool, quant: bool, fired: s
     for run in _runs(text, spans):
         if len(run) == 1:
             lw = run[0][2].lower()
-            if lw in COMMON and lw not in FIRST and lw not in LAST or lw in _PRONOUN_I:
-                continue  # "The", "However", "I'm": the bulk of capitalised words, rejected before any work
+            if lw in COMMON or lw in _PRONOUN_I:
+                # "The", "However", "I'm": the bulk of capitalised words. _judge skips such a word at the head of
+                # a run (a title too), which leaves nothing of a run of one: rejected here before any work.
+                continue
         plain = plain or _plain(lowered)
         hit = _judge(text, plain, run, quant, False)
         if hit is not None:
