@@ -38,160 +38,48 @@ Fault injection: :meth:`SimulatedEngine.kill` makes every in-flight and future `
 :class:`EngineDeadError` (vLLM after a CUDA OOM). ``die_after=N`` (or the environment variable
 ``SWITCHYARD_SIM_DIE_AFTER=N``, read when the constructor gets die_after=None) kills the engine right after
 its N-th completed request; 0 or unset never. ``SWITCHYARD_SIM_TIME_SCALE`` sets time_scale likewise.
+
+Layout: the cost model and presets are in :mod:`workers.engines.simulated_profiles`, the batching policy in
+:mod:`workers.engines.simulated_scheduler`, the calibration workloads in :mod:`workers.engines.simulated_load`;
+this module holds the asyncio engine and re-exports their public names.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import heapq
-import itertools
 import json
 import logging
-import math
 import os
 import time
-from collections import deque
-from dataclasses import dataclass, replace
 from typing import Any
 
 from switchyard.errors import ConfigError, ContextLengthExceeded, EngineDeadError, EngineRequestError
 from switchyard.tokens import estimate_messages_tokens
 from workers.engines.base import GenerationRequest, GenerationResult
+from workers.engines.simulated_load import (
+    SATURATION_LOAD,
+    TYPICAL_LOAD,
+    LoadReport,
+    LoadSpec,
+    percentile,
+    run_load,
+)
+from workers.engines.simulated_profiles import OUTPUT_TOKENS_KEY, PRESETS, SimulatedEngineProfile, preset
+from workers.engines.simulated_scheduler import _Scheduler, _Seq, offline_throughput
+
+# The cost model, scheduler and load measurements live in simulated_profiles, simulated_scheduler and
+# simulated_load; their public names are re-exported here, where callers and tests import them from.
+__all__ = [
+    "DIE_AFTER_ENV", "OUTPUT_TOKENS_KEY", "PRESETS", "SATURATION_LOAD", "TIME_SCALE_ENV", "TYPICAL_LOAD",
+    "LoadReport", "LoadSpec", "SimulatedEngine", "SimulatedEngineProfile", "offline_throughput", "percentile",
+    "preset", "run_load", "simulated_text",
+]
 
 logger = logging.getLogger(__name__)
 
 DIE_AFTER_ENV = "SWITCHYARD_SIM_DIE_AFTER"
 TIME_SCALE_ENV = "SWITCHYARD_SIM_TIME_SCALE"
-OUTPUT_TOKENS_KEY = "simulated_output_tokens"
-
-
-@dataclass(frozen=True, slots=True)
-class SimulatedEngineProfile:
-    """Cost model of one engine (one model on one host)."""
-
-    model: str
-    max_num_seqs: int  # continuous-batching cap; more requests wait in the engine's FCFS queue
-    max_model_len: int  # prompt + max_tokens limit
-    base_step_s: float  # decode step of a batch of one (weights read once per step: memory-bound)
-    per_seq_step_s: float  # extra step time per running sequence
-    prefill_s_per_token: float  # prompt processing, added to the step that admits the request
-    output_tokens_min: int  # range of the hashed target lengths ("typical" outputs)
-    output_tokens_max: int
-
-    def step_s(self, n_running: int, prefill_tokens: int = 0) -> float:
-        return self.base_step_s + self.per_seq_step_s * n_running + self.prefill_s_per_token * prefill_tokens
-
-    def decode_tokens_per_s(self, n_running: int) -> float:
-        """Steady-state decode throughput with ``n_running`` sequences (no prefill)."""
-        return n_running / self.step_s(n_running)
-
-
-#: Calibrated presets; see the module docstring for the workloads behind the figures.
-PRESETS: dict[str, SimulatedEngineProfile] = {
-    # Llama 3 70B, TP=8 on 8xA100: ~12 ms per decode step at batch 1 (140 GB of weights read from 8 HBM2e
-    # stacks each step), ~10k prompt tokens/s of prefill (2 x 70 GFLOP a token at ~40% of 2.5 PFLOPS).
-    "llama-3-70b": SimulatedEngineProfile(
-        model="llama-3-70b", max_num_seqs=256, max_model_len=8192, base_step_s=0.0116,
-        per_seq_step_s=0.0000273, prefill_s_per_token=0.0001, output_tokens_min=8, output_tokens_max=32,
-    ),
-    # Mistral 7B, TP=4 on 4xL40S: ~6 ms per decode step at batch 1, ~50k prompt tokens/s of prefill.
-    "mistral-7b": SimulatedEngineProfile(
-        model="mistral-7b", max_num_seqs=256, max_model_len=32768, base_step_s=0.006,
-        per_seq_step_s=0.0000145, prefill_s_per_token=0.00002, output_tokens_min=4, output_tokens_max=20,
-    ),
-}
-
-
-def preset(model: str, **overrides: Any) -> SimulatedEngineProfile:
-    """The preset for ``model``, with fields replaced (e.g. max_num_seqs, max_model_len from the catalog)."""
-    try:
-        base = PRESETS[model]
-    except KeyError:
-        known = ", ".join(sorted(PRESETS))
-        raise ConfigError(f"no simulated profile for {model!r}; known: {known}") from None
-    return replace(base, **overrides) if overrides else base
-
-
-@dataclass(eq=False, slots=True)
-class _Seq:
-    prompt_tokens: int
-    target: int  # completion tokens this sequence will produce (>= 1)
-    arrival_v: float = 0.0
-    admitted_v: float = 0.0
-    first_token_v: float = 0.0
-    done_step: int = 0
-    state: str = "waiting"  # waiting -> stepping -> running -> done | aborted
-    digest: int = 0
-    finish_reason: str = "stop"
-    future: asyncio.Future[GenerationResult] | None = None
-
-
-class _Scheduler:
-    """The batching policy, free of asyncio and clocks so that the engine and capacity planning share it."""
-
-    def __init__(self, profile: SimulatedEngineProfile) -> None:
-        self.profile = profile
-        self.waiting: deque[_Seq] = deque()
-        self.n_running = 0
-        self.step_no = 0
-        self._running: list[tuple[int, int, _Seq]] = []  # heap by the step that completes the sequence
-        self._tiebreak = itertools.count()
-
-    def busy(self) -> bool:
-        return bool(self.waiting) or self.n_running > 0
-
-    def plan(self) -> tuple[list[_Seq], float]:
-        """Admit waiting sequences up to the cap; the next step's sequences and its duration."""
-        admitted: list[_Seq] = []
-        while self.waiting and self.n_running + len(admitted) < self.profile.max_num_seqs:
-            seq = self.waiting.popleft()
-            if seq.state == "waiting":
-                seq.state = "stepping"
-                admitted.append(seq)
-        n = self.n_running + len(admitted)
-        if n == 0:
-            return admitted, 0.0
-        return admitted, self.profile.step_s(n, sum(s.prompt_tokens for s in admitted))
-
-    def commit(self, admitted: list[_Seq], v_start: float, v_end: float) -> list[_Seq]:
-        """Account one finished step; the sequences that completed in it."""
-        self.step_no += 1
-        for seq in admitted:
-            if seq.state != "stepping":
-                continue  # aborted during its prefill step
-            seq.state, seq.admitted_v, seq.first_token_v = "running", v_start, v_end
-            seq.done_step = self.step_no + seq.target - 1  # the prefill step produced the first token
-            heapq.heappush(self._running, (seq.done_step, next(self._tiebreak), seq))
-            self.n_running += 1
-        done: list[_Seq] = []
-        while self._running and self._running[0][0] <= self.step_no:
-            seq = heapq.heappop(self._running)[2]
-            if seq.state == "running":
-                seq.state = "done"
-                self.n_running -= 1
-                done.append(seq)
-        return done
-
-    def abort(self, seq: _Seq) -> None:
-        if seq.state == "running":
-            self.n_running -= 1  # its heap entry is skipped when popped
-        if seq.state in ("waiting", "stepping", "running"):
-            seq.state = "aborted"
-
-
-def offline_throughput(
-    profile: SimulatedEngineProfile, n_requests: int, prompt_tokens: int, output_tokens: int
-) -> float:
-    """Output tokens per second for ``n_requests`` identical requests queued at once (pure, no sleeping)."""
-    sched = _Scheduler(profile)
-    sched.waiting.extend(_Seq(prompt_tokens, max(1, output_tokens)) for _ in range(n_requests))
-    clock = 0.0
-    while sched.busy():
-        admitted, step_s = sched.plan()
-        sched.commit(admitted, clock, clock + step_s)
-        clock += step_s
-    return n_requests * max(1, output_tokens) / clock if clock else 0.0
 
 
 _WORDS = (
@@ -422,65 +310,7 @@ class SimulatedEngine:
                 seq.future.set_exception(EngineDeadError(message))
 
 
-# --- measuring the loop (the calibration figures) -------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class LoadSpec:
-    """A closed-loop workload: ``concurrency`` clients send ``n_requests`` jobs back to back."""
-
-    n_requests: int
-    concurrency: int
-    prompt_chars: int  # ~prompt_chars / 3.6 prompt tokens
-    max_tokens: int
-    output_tokens: int | None = None  # None: the profile's hashed lengths
-
-
-TYPICAL_LOAD = LoadSpec(n_requests=2000, concurrency=16, prompt_chars=360, max_tokens=512)
-SATURATION_LOAD = LoadSpec(n_requests=1024, concurrency=1024, prompt_chars=360, max_tokens=1024,
-                           output_tokens=1024)
-
-
-@dataclass(frozen=True, slots=True)
-class LoadReport:
-    requests: int
-    completion_tokens: int
-    modelled_s: float  # makespan on the modelled clock
-    wall_s: float
-    tokens_per_s: float  # completion tokens per modelled second
-    p50_s: float  # end-to-end (inference_s) percentiles, modelled
-    p95_s: float
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
-
-
-async def run_load(engine: SimulatedEngine, spec: LoadSpec) -> LoadReport:
-    """Drive ``engine`` with ``spec`` on the running loop and measure it."""
-    extra = {OUTPUT_TOKENS_KEY: spec.output_tokens} if spec.output_tokens else {}
-    filler = "Summarise the following record and extract its fields. " * (spec.prompt_chars // 56 + 1)
-    jobs = iter(range(spec.n_requests))
-    results: list[GenerationResult] = []
-
-    async def client() -> None:
-        for i in jobs:  # shared iterator: a finished job is replaced at once (closed loop)
-            content = f"Job {i}. {filler}"[: spec.prompt_chars]
-            messages = [{"role": "user", "content": content}]
-            request = GenerationRequest(f"load-{i}", messages, max_tokens=spec.max_tokens, extra=extra)
-            results.append(await engine.generate(request))
-
-    await engine.start()
-    v0, w0 = engine.modelled_now(), time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(spec.concurrency)))
-    modelled = engine.modelled_now() - v0
-    tokens = sum(r.completion_tokens for r in results)
-    latencies = [r.inference_s for r in results]
-    rate = tokens / modelled if modelled else 0.0
-    return LoadReport(len(results), tokens, modelled, time.perf_counter() - w0, rate,
-                      percentile(latencies, 50), percentile(latencies, 95))
+# --- measuring the loop (the calibration figures; the workloads are in simulated_load) -------------------
 
 
 async def _calibrate(time_scale: float) -> None:
