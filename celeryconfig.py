@@ -82,9 +82,10 @@ def build(settings: Settings) -> dict[str, Any]:
         # Per-task events feed Flower's task views; off by default (they cost worker CPU on every job).
         "worker_send_task_events": settings.catalog.task_events,
         "task_send_sent_event": False,
-        # If the broker connection drops, running tasks' messages will be redelivered anyway (acks_late):
-        # stop them rather than finish work whose ack cannot be delivered.
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # If the broker connection drops, running jobs finish: their results are committed to PostgreSQL before
+        # the ack, and the redelivered (or reaped) message then finds the job done and is dropped. Cancelling
+        # could not stop them anyway: the threads pool cannot kill a job (Celery logs a traceback per job).
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         # On SIGTERM (remapped to a cold shutdown by `switchyard worker`), in-flight jobs get this long to
         # finish; then the worker stops and their messages go back to the queue (kombu restores a closing
         # channel's unacknowledged messages). An idle worker stops at once.

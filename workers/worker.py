@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +106,10 @@ def quiet_per_task_logs(loglevel: str) -> None:
     if logging.getLevelName(loglevel.upper()) != logging.DEBUG:
         for name in ("celery.app.trace", "celery.worker.strategy"):
             logging.getLogger(name).setLevel(logging.WARNING)
+    # Celery announces at every broker connection loss that worker_cancel_long_running_tasks_on_connection_loss
+    # will default to True in 6.0; celeryconfig sets it (to False, with its reason), so the notice is noise in
+    # an incident's logs.
+    warnings.filterwarnings("ignore", message=r"\s*In Celery 5\.1 we introduced an optional breaking change")
 
 
 class WorkerProcess:
