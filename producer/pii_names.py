@@ -23,7 +23,7 @@ the candidates.
 
 from __future__ import annotations
 
-# ``X as X``: re-exported, as pii, pii_address and the tests import these from here. bench/classify.py swaps
+# ``X as X``: re-exported, as pii, pii_address and the tests import these from here. bench/_names_build.py swaps
 # FIRST and LAST in this module, which is why every function that reads them stays here.
 from producer.pii_name_lists import (
     _FAMOUS,

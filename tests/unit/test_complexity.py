@@ -99,7 +99,8 @@ def test_gsm8k_auc_beats_prompt_length(shared_data: Path) -> None:
     # cross-validation (model refitted per fold): about 0.62, above prompt length alone (0.60) and LiteLLM's
     # router (0.55), short of the target. In-sample (about 0.70) is optimistic: the shipped weights saw these
     # prompts. The assertions hold the level reached so that a regression fails; they do not claim 0.65.
-    from bench.classify import auc, gsm8k_labelled
+    from bench._complexity_fit import auc
+    from bench._datasets import gsm8k_labelled
 
     texts, labels = gsm8k_labelled()
     ours = auc([complexity_score(t) for t in texts], labels)
@@ -113,7 +114,7 @@ def test_shipped_model_is_what_refit_writes(shared_data: Path) -> None:
     pytest.importorskip("numpy")
     import json
 
-    from bench.classify import _problems, fit_complexity
+    from bench._complexity_fit import _problems, fit_complexity
     from producer.complexity import MODEL_PATH
 
     shipped = json.loads(MODEL_PATH.read_text(encoding="utf-8"))
@@ -139,7 +140,7 @@ def test_word_problem_terms_apply_only_to_short_prompts_with_quantities() -> Non
 
 
 def test_scores_spread_across_all_three_bands(shared_data: Path) -> None:
-    from bench.classify import gsm8k, mt_bench
+    from bench._datasets import gsm8k, mt_bench
 
     scores = [complexity_score(r["prompt"]) for r in gsm8k()]
     scores += [complexity_score(t) for q in mt_bench() for t in q["turns"]]
@@ -152,7 +153,7 @@ def test_scores_spread_across_all_three_bands(shared_data: Path) -> None:
 
 
 def test_gsm8k_answer_lengths_are_estimated_in_the_right_range(shared_data: Path) -> None:
-    from bench.classify import STRONG, gsm8k
+    from bench._datasets import STRONG, gsm8k
 
     rows = gsm8k()
     estimates = sorted(expected_output_tokens(r["prompt"], None) for r in rows)

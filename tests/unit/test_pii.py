@@ -181,7 +181,7 @@ def test_generated_pii_is_reported_under_its_own_type(pair: tuple[str, str]) -> 
 
 @pytest.fixture(scope="module")
 def presidio_recall(shared_data: Path) -> dict[str, tuple[int, int]]:
-    from bench.classify import pii_recall
+    from bench._pii_figures import pii_recall
 
     return pii_recall()
 
@@ -197,7 +197,7 @@ def test_person_and_address_recall_target(presidio_recall: dict[str, tuple[int, 
 
 
 def test_false_positive_target_on_clean_prompts(shared_data: Path) -> None:
-    from bench.classify import false_positives
+    from bench._pii_figures import false_positives
 
     flagged, total, _ = false_positives()
     assert flagged / total <= 0.05
