@@ -7,6 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,14 @@ def get_engine(url: str, pool_size: int = 10, pre_ping: bool = True) -> Engine:
     instead (SQLAlchemy then replaces the pool's connections).
     """
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping)
+
+
+def is_transient(exc: DBAPIError) -> bool:
+    """Whether a database error says "try again later" rather than "this job is wrong": the connection dropped
+    or could not be made (a restart, a failover), the server is shutting down or recovering, a deadlock, a
+    serialization failure, a cancelled statement. DB-API files all of these under OperationalError; an
+    integrity or programming error is not one of them, and retrying it would fail the same way."""
+    return exc.connection_invalidated or isinstance(exc, OperationalError)
 
 
 def alembic_config(url: str):  # -> alembic.config.Config

@@ -76,7 +76,8 @@ class Executor:
     # ------------------------------------------------------------------------------------------------
     def execute(self, job_id: uuid.UUID, retries: int = 0, redelivered: bool = False) -> Action:
         """Run one delivery. ``redelivered``: the broker gave this message back (its worker died or shut
-        down), so a job still marked running is taken over at once instead of after its lease."""
+        down), or the task is retrying after a database error, so a job still marked running is taken over at
+        once instead of after its lease."""
         claim = self.recorder.claim(job_id, lease_s=0 if redelivered else self.lease_s)
         if claim is None:
             return Action("skip", detail="final or owned")  # a redelivery of a finished or running job

@@ -37,6 +37,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from switchyard.db import is_transient
 from workers.recorder import Claim, Outcome, Recorder
 
 log = logging.getLogger(__name__)
@@ -197,7 +198,11 @@ class BatchedRecorder(Recorder):
                 recorded = self._succeed_many(conn, results) if results else set()
                 claimed = self._claim_many(conn, claims) if claims else {}
         except DBAPIError as exc:
-            if exc.connection_invalidated:
+            if is_transient(exc):
+                # The database is down or dropped the connection: writing the jobs one at a time would fail
+                # the same way. Their tasks retry (workers/tasks.py); the next batch connects afresh.
+                log.warning("database unavailable (%s): %s claims and %s results will be retried",
+                            exc.__class__.__name__, len(claims), len(results))
                 self._drop_connection()
                 for w in (*claims, *results):
                     w.future.set_exception(exc)
