@@ -92,3 +92,42 @@ def test_a_job_that_keeps_killing_engines_is_dead_lettered(db: str) -> None:
         state, code = conn.execute(select(Job.state, Job.error_code).where(Job.id == job_id)).one()
         assert (state, code) == ("dead", "attempts_exhausted")
         assert conn.execute(select(func.count()).select_from(DeadLetter)).scalar() == 1
+
+
+class FlakyRecorder(Recorder):
+    """Writes results, except that the first write fails as a database outage does."""
+
+    def __init__(self, engine, worker: str) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(engine, worker)
+        self.failures = 1
+
+    def succeed(self, claim, outcome):  # type: ignore[no-untyped-def]
+        if self.failures:
+            self.failures -= 1
+            import psycopg
+            from sqlalchemy.exc import OperationalError
+
+            raise OperationalError("INSERT INTO results", {}, psycopg.OperationalError("server closed the connection"))
+        return super().succeed(claim, outcome)
+
+
+def test_a_result_the_database_failed_to_record_is_written_by_the_retry_not_bought_again(db: str) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    engine = get_engine(db)
+    job_id = _job(engine, "gpt-4-turbo")
+    backend = Backend()
+    executor = Executor(catalog=load_catalog(None), model="gpt-4-turbo", backend_kind="test", runner=backend,
+                        recorder=FlakyRecorder(engine, "test"), republish=lambda *a: None)
+    try:
+        executor.execute(job_id)
+    except OperationalError:
+        pass  # the Celery task retries it (workers/tasks.py)
+    else:
+        raise AssertionError("the failed write was swallowed")
+    assert executor.execute(job_id, 1, redelivered=True).kind == "done"  # the task's retry
+    assert backend.calls == 1  # the provider was paid once
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(LedgerEntry)).scalar() == 1
+        assert conn.execute(select(Job.state, Job.attempts).where(Job.id == job_id)).one() == ("succeeded", 2)
+    assert len(executor.unwritten) == 0
