@@ -85,6 +85,8 @@ class Executor:
         once instead of after its lease."""
         claim = self.recorder.claim(job_id, lease_s=0 if redelivered else self.lease_s)
         if claim is None:
+            if self.mapreduce is not None:
+                self.mapreduce.part_delivered_again(job_id)
             return Action("skip", detail="final or owned")  # a redelivery of a finished or running job
         if claim.model != self.model:
             # Rerouted since this message was published; the job's current queue has its own message.

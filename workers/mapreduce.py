@@ -40,12 +40,26 @@ class MapReduce:
 
     def part_succeeded(self, claim: Claim) -> None:
         assert claim.parent_id is not None
+        self._advance(claim.parent_id, claim.chunk_index)
+
+    def part_delivered_again(self, job_id: uuid.UUID) -> None:
+        """A delivery of a job that is already final. If it is a part that succeeded, move its document on now:
+        its worker may have died, or the database failed, between writing the part's result and this step, and
+        nothing else would (the parent never goes to the broker). Idempotent, like part_succeeded."""
+        with self.engine.connect() as conn:
+            part = conn.execute(select(Job.parent_id, Job.chunk_index, Job.state).where(Job.id == job_id)).first()
+        if part is not None and part.parent_id is not None and part.state == "succeeded":
+            self._advance(part.parent_id, part.chunk_index)
+
+    def _advance(self, parent_id: uuid.UUID, chunk_index: int | None) -> None:
+        """After a part or the combining job succeeded: enqueue the combining job once every part is done, or
+        finish the parent once the combining job is."""
         combine_id: uuid.UUID | None = None
         with self.engine.begin() as conn:
-            parent = self._parent(conn, claim.parent_id)
+            parent = self._parent(conn, parent_id)
             if parent is None or parent.state != "running":
                 return
-            if claim.chunk_index == parent.chunk_count:
+            if chunk_index == parent.chunk_count:
                 self._finish_parent(conn, parent)
                 return
             parts = conn.execute(
@@ -75,7 +89,7 @@ class MapReduce:
             if inserted is None:
                 return  # another delivery already created it
         self.publish(combine_id, parent.model, parent.priority)
-        log.info("job %s: all %s parts done, combining", claim.parent_id, parent.chunk_count)
+        log.info("job %s: all %s parts done, combining", parent_id, parent.chunk_count)
 
     def _finish_parent(self, conn: Any, parent: Any) -> None:
         rows = conn.execute(select(Result.body, Result.simulated, Result.request_id, Result.backend, Job.chunk_index)

@@ -89,3 +89,48 @@ def test_a_resumed_submit_publishes_the_parts_an_interrupted_one_recorded(
     assert parts > 1 and held == []
     assert sum(queue_depths(redis.Redis.from_url(clean_redis), MODEL_NAMES).values()) == parts
     assert client.last_report.republished == parts
+
+
+def test_a_part_redelivered_after_its_result_was_written_still_moves_its_document_on(client: Client,
+                                                                                    db: str) -> None:
+    """The worker writes a part's result, then dies (or the database fails) before the document moves on. The
+    part's next delivery finds it final; it must still enqueue the combining job, or the document never ends."""
+    import psycopg
+    from sqlalchemy.exc import OperationalError
+
+    from switchyard.catalog import load_catalog
+    from workers.engines.base import GenerationRequest, GenerationResult
+    from workers.executor import Executor
+    from workers.mapreduce import COMBINE_SUFFIX, MapReduce
+    from workers.recorder import Recorder
+
+    class Engine:
+        def generate(self, request: GenerationRequest, timeout: float | None = None) -> GenerationResult:
+            return GenerationResult(text="a summary", finish_reason="stop", prompt_tokens=100, completion_tokens=20,
+                                    model="m", inference_s=0.01)
+
+    class DiesAfterTheLastPart(MapReduce):
+        def part_succeeded(self, claim):  # type: ignore[no-untyped-def]
+            if claim.chunk_index == chunks - 1:
+                raise OperationalError("SELECT", {}, psycopg.OperationalError("server closed the connection"))
+            super().part_succeeded(claim)
+
+    batch = client.submit_many([{"custom_id": "contract", "prompt": CONTRACT, "max_tokens": 400}], batch="long")
+    engine, catalog, published = get_engine(db), load_catalog(None), []
+    with engine.connect() as conn:
+        parts = conn.execute(select(Job.id).where(Job.parent_id.is_not(None)).order_by(Job.chunk_index)).scalars().all()
+    chunks = len(parts)
+    mapreduce = DiesAfterTheLastPart(engine, catalog, lambda *a: published.append(a), "test")
+    executor = Executor(catalog=catalog, model="llama-3-70b", backend_kind="test", runner=Engine(),
+                        recorder=Recorder(engine, "test"), republish=lambda *a: None, mapreduce=mapreduce)
+    for part in parts[:-1]:
+        assert executor.execute(part).kind == "done"
+    with pytest.raises(OperationalError):
+        executor.execute(parts[-1])  # its result is written; the document did not move on
+    assert published == []
+    assert executor.execute(parts[-1], 1, redelivered=True).kind == "skip"  # the task's retry
+    with engine.connect() as conn:
+        combine = conn.execute(select(Job.id).where(Job.custom_id == "contract" + COMBINE_SUFFIX)).scalar_one()
+    assert [p[0] for p in published] == [combine]
+    assert executor.execute(combine).kind == "done"
+    assert client.wait(batch, timeout=10)["states"] == {"succeeded": 1}
