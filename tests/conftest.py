@@ -138,11 +138,16 @@ def shared_data() -> Path:
 
 
 @pytest.fixture
-def client(db: str, clean_redis: str) -> Iterator[object]:
-    """A Client on the test services with the built-in catalog (test modules override it with their own)."""
+def client(db: str, clean_redis: str, request: pytest.FixtureRequest) -> Iterator[object]:
+    """A Client on the test services: with the catalog of the test's ``config`` fixture (a TOML file) where its
+    module or folder defines one, else the built-in catalog."""
     from producer.client import Client
     from switchyard.settings import Settings
 
-    c = Client(broker_url=clean_redis, database_url=db, settings=Settings.from_env({}))
+    try:
+        env = {"SWITCHYARD_CONFIG": str(request.getfixturevalue("config"))}
+    except pytest.FixtureLookupError:
+        env = {}
+    c = Client(broker_url=clean_redis, database_url=db, settings=Settings.from_env(env))
     yield c
     c.close()

@@ -18,7 +18,6 @@ from producer.store import ensure_batch
 from schemas.tables import DeadLetter, Job, LedgerEntry
 from switchyard.db import get_engine
 from switchyard.localapi import anthropic_server, openai_server
-from switchyard.settings import Settings
 from tests.workerproc import WorkerHandle, start_worker, worker_env
 
 HARD = "Prove that the square root of 2 is irrational, then explain how the proof generalises."
@@ -44,14 +43,6 @@ def config(tmp_path: Path) -> Path:
 def openai_srv() -> Iterator[object]:
     with openai_server() as srv:
         yield srv
-
-
-@pytest.fixture
-def client(db: str, clean_redis: str, config: Path) -> Iterator[Client]:
-    c = Client(broker_url=clean_redis, database_url=db,
-               settings=Settings.from_env({"SWITCHYARD_CONFIG": str(config)}))
-    yield c
-    c.close()
 
 
 @pytest.fixture
