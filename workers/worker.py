@@ -106,9 +106,12 @@ def quiet_per_task_logs(loglevel: str) -> None:
     if logging.getLevelName(loglevel.upper()) != logging.DEBUG:
         for name in ("celery.app.trace", "celery.worker.strategy"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    # Celery announces at every broker connection loss that worker_cancel_long_running_tasks_on_connection_loss
-    # will default to True in 6.0; celeryconfig sets it (to False, with its reason), so the notice is noise in
-    # an incident's logs.
+
+
+def quiet_settled_notices() -> None:
+    """Celery announces at every broker connection loss that worker_cancel_long_running_tasks_on_connection_loss
+    will default to True in 6.0; celeryconfig sets it (to False, with its reason), so the notice is only noise in
+    an incident's logs."""
     warnings.filterwarnings("ignore", message=r"\s*In Celery 5\.1 we introduced an optional breaking change")
 
 
@@ -211,6 +214,7 @@ class WorkerProcess:
 
         reaper = Reaper(self.engine, self.redis, self.settings.catalog)
         quiet_per_task_logs(self.opts.loglevel)
+        quiet_settled_notices()
         reaper.start()
         self.recorder.start()
         try:

@@ -11,10 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
 
 from producer.client import Client
-from schemas.tables import Job
 from switchyard import services
 from switchyard.db import get_engine, upgrade
 from switchyard.settings import Settings
@@ -56,11 +54,6 @@ def postgres() -> Iterator[DisposablePostgres]:
     server.close()
 
 
-def _succeeded(url: str) -> int:
-    with get_engine(url).connect() as conn:
-        return conn.execute(select(func.count()).select_from(Job).where(Job.state == "succeeded")).scalar_one()
-
-
 def test_a_database_crash_mid_batch_loses_and_duplicates_nothing(postgres: DisposablePostgres, clean_redis: str,
                                                                  config: Path, tmp_path: Path) -> None:
     client = Client(broker_url=clean_redis, database_url=postgres.url,
@@ -69,7 +62,7 @@ def test_a_database_crash_mid_batch_loses_and_duplicates_nothing(postgres: Dispo
                           tmp_path, concurrency=32, name="through-crash")
     try:
         batch = client.submit_many(llama_jobs(300), batch="db-crash")
-        wait_for(lambda: _succeeded(postgres.url) >= 60, timeout=60)
+        wait_for(lambda: ledger_counts(postgres.url)[2] >= 60, timeout=60)
         postgres.crash()
         time.sleep(2)  # the outage: every claim and result write meanwhile fails
         postgres.start()
