@@ -71,4 +71,4 @@ def test_a_redis_restart_that_loses_every_message_loses_no_job(broker: Disposabl
     assert ledger_counts(db) == (300, 300, 300)  # each job run, recorded and billed once
     log = worker.output()
     assert "Connection to broker lost" in log and "republished" in log  # Redis really lost them; the reaper acted
-    assert "Traceback" not in log, log[-3000:]
+    assert "Traceback" not in log and "In Celery 5.1" not in log, log[-3000:]  # no per-job noise, no stale notice
