@@ -55,15 +55,18 @@ _CUE = re.compile(
 # blanks are possessive ({m,n}+): giving one back never helps, as the next item cannot match the digit, letter
 # or blank returned, and the engine no longer tries each shorter run at every digit of a long number (a fifth
 # of the scan on number-dense text). tests/unit/test_pii.py checks them against the plain greedy forms.
+# A number starts with one digit written apart ([0-9][0-9]{0,5}+, not [0-9]{1,6}+): a pattern that opens on a
+# character class lets ``re`` skip to the next digit in C, where one that opens on a repetition is tried at every
+# position (twice the cost of the whole scan). tests/unit/test_pii.py checks both forms agree.
 _LETTERS = "a-zß-öø-ÿā-žǎ-ɏḁ-ỿ"
 _NUM_WORD = re.compile(
-    rf"(?P<num>[0-9]{{1,6}}+[A-Za-z]?),?[ \t]{{1,4}}+(?:(?P<pre>[a-z]{{1,3}}+\.?)[ \t]{{1,4}}+)?"
+    rf"(?P<num>[0-9][0-9]{{0,5}}+[A-Za-z]?),?[ \t]{{1,4}}+(?:(?P<pre>[a-z]{{1,3}}+\.?)[ \t]{{1,4}}+)?"
     rf"(?P<w1>[{UPPER}][{_LETTERS}]{{0,40}}\.?)"
 )
 _WORD_NUM = re.compile(
     rf"(?P<w2>[{UPPER}][{_LETTERS}A-Z]{{0,40}}+\.?)[ \t]{{1,4}}+(?P<num2>[0-9]{{1,5}}+[A-Za-z]?)\b"
 )
-_NUM_WORD_LOWER = re.compile(r"(?P<num>[0-9]{1,6}+[a-z]?),?[ \t]++(?P<pre>)(?P<w1>[^\W\d_]{2,40}\.?)")
+_NUM_WORD_LOWER = re.compile(r"(?P<num>[0-9][0-9]{0,5}+[a-z]?),?[ \t]++(?P<pre>)(?P<w1>[^\W\d_]{2,40}\.?)")
 _WORD_NUM_LOWER = re.compile(r"(?<![^\W\d_])(?P<w2>[^\W\d_]{2,40}+\.?)[ \t]{1,4}+(?P<num2>[0-9]{1,5}+[a-z]?)\b")
 _STATE_ZIP = re.compile(r",?[ \t\n]*[A-Z]{2}[ \t\n]+$")
 _CORNER = re.compile(rf"corner of (?:the )?[{UPPER}\d]")

@@ -309,8 +309,12 @@ _DATE = (
     + _MONTH
     + r"\s+\d{1,2}(?:st|nd|rd|th)?,?\s+\d{2,4})"
 )
+# "born", "d.o.b", "date of birth", "birthdate", "birthday", "b." after a word boundary, written as a b or a d
+# first and the boundary after it ((?<!\w.): no word character before that letter): a pattern that opens on
+# literal letters lets ``re`` skip to the next b or d in C, where one that opens on \b is tried at every
+# position (2.5 times slower). tests/unit/test_pii.py checks it against the plain form.
 _DOB = re.compile(
-    r"\b(?:born(?:\s+on|\s+in)?|d\.?o\.?b\.?|date\s+of\s+birth|birth\s*date|birthday(?:\s+is)?|b\.)"
+    r"(?:b(?<!\w.)(?:orn(?:\s+on|\s+in)?|irth\s*date|irthday(?:\s+is)?|\.)|d(?<!\w.)(?:\.?o\.?b\.?|ate\s+of\s+birth))"
     r"[\s:,-]*(?:is\s+|was\s+|on\s+)?(" + _DATE + r")"
 )
 

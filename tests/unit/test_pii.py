@@ -261,3 +261,33 @@ def test_possessive_address_scans_match_their_greedy_forms(text: str) -> None:
         assert greedy.pattern != pattern.pattern
         fast = [(m.span(), m.groupdict()) for m in pattern.finditer(text)]
         assert fast == [(m.span(), m.groupdict()) for m in greedy.finditer(text)]
+
+
+_DOB_TEXT = st.lists(
+    st.sampled_from(["born", "b.", "dob", "d.o.b.", "d.ob", "date of birth", "birthdate", "birthday is", "birth",
+                     "on", "is", ":", " ", "\n", "-", "1990-01-02", "02/03/1991", "3rd march 1990", "may 4, 1985",
+                     "a", "ab", "é", "_", "9", "reborn"]),
+    max_size=12,
+).map("".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_DOB_TEXT, _ADDRESS_TEXT)
+def test_fast_start_scans_match_their_plain_forms(dob_text: str, address_text: str) -> None:
+    """_DOB and the number-first address scans are written to open on a letter or a digit (so that ``re`` skips
+    ahead in C): they must find exactly what their plain forms find."""
+    import re
+
+    from producer import pii_address
+
+    plain_dob = re.compile(
+        r"\b(?:born(?:\s+on|\s+in)?|d\.?o\.?b\.?|date\s+of\s+birth|birth\s*date|birthday(?:\s+is)?|b\.)"
+        r"[\s:,-]*(?:is\s+|was\s+|on\s+)?(" + pii_patterns._DATE + r")"
+    )
+    found = [m.span(1) for m in pii_patterns._DOB.finditer(dob_text)]
+    assert found == [m.span(1) for m in plain_dob.finditer(dob_text)]
+    for pattern in (pii_address._NUM_WORD, pii_address._NUM_WORD_LOWER):
+        plain = re.compile(pattern.pattern.replace("[0-9][0-9]{0,5}+", "[0-9]{1,6}+"))
+        assert plain.pattern != pattern.pattern
+        fast = [(m.span(), m.groupdict()) for m in pattern.finditer(address_text)]
+        assert fast == [(m.span(), m.groupdict()) for m in plain.finditer(address_text)]
