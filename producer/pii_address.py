@@ -126,6 +126,37 @@ def _street_after(words: list[str], has_upper: bool) -> bool:
     return False
 
 
+#: Every match of _LOWER_UNIT holds one of these ("p.o. box" holds "box"): a scan opening on \b is tried at every
+#: position, so it runs only where one is present.
+_UNIT_WORDS = ("apt", "suite", "box", "apo", "fpo", "dpo")
+#: A digit right after a blank: where a match of _WORD_NUM_LOWER has its number. Written digit first, so that re
+#: skips to the next digit in C.
+_BLANK_DIGIT = re.compile(r"[0-9](?<=[ \t][0-9])")
+#: How far a match of _WORD_NUM_LOWER reaches either side of that digit: back over a 40-letter word, a dot and four
+#: blanks; on over five digits and a letter, plus the character its closing \b reads.
+_WORD_BEFORE, _NUMBER_AFTER = 45, 7
+
+
+def _word_number_lower(text: str) -> list[re.Match[str]]:
+    """``list(_WORD_NUM_LOWER.finditer(text))``, scanning only around the digits that follow a blank (in text
+    without capitals the word may be any word, and a scan opening on a look-behind is tried at every position:
+    the costliest step of the address finder). Every match lies in one of the merged windows and a window holds
+    nothing else (each match's own digit is in it), so scanning the windows in order finds the same matches;
+    tests/unit/test_pii.py checks it."""
+    found: list[re.Match[str]] = []
+    lo = hi = -1
+    for m in _BLANK_DIGIT.finditer(text):
+        d = m.start()
+        if d - _WORD_BEFORE > hi:
+            if hi >= 0:
+                found += _WORD_NUM_LOWER.finditer(text, lo, hi)
+            lo = max(0, d - _WORD_BEFORE)
+        hi = d + _NUMBER_AFTER
+    if hi >= 0:
+        found += _WORD_NUM_LOWER.finditer(text, lo, hi)
+    return found
+
+
 def find_addresses(text: str, lowered: str, has_upper: bool) -> list[Hit]:
     hits: list[Hit] = []
     if "corner of" in lowered:
@@ -133,8 +164,9 @@ def find_addresses(text: str, lowered: str, has_upper: bool) -> list[Hit]:
     if has_upper:
         pairs = [*_NUM_WORD.finditer(text), *_WORD_NUM.finditer(text)]
     else:
-        hits += [("STREET_ADDRESS", m.start(), m.end(), 0.85) for m in _LOWER_UNIT.finditer(lowered)]
-        pairs = [*_NUM_WORD_LOWER.finditer(text), *_WORD_NUM_LOWER.finditer(text)]
+        if any(word in lowered for word in _UNIT_WORDS):
+            hits += [("STREET_ADDRESS", m.start(), m.end(), 0.85) for m in _LOWER_UNIT.finditer(lowered)]
+        pairs = [*_NUM_WORD_LOWER.finditer(text), *_word_number_lower(text)]
     for m in pairs:
         second = m.re is _WORD_NUM or m.re is _WORD_NUM_LOWER
         word = m.group("w2") if second else m.group("w1")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from itertools import accumulate
 
 from producer.pii_name_lists import _PARTICLES, _TITLES
 
@@ -44,6 +45,20 @@ def _plain(lowered: str) -> str:
 
 
 _LOWER_WORD = re.compile(r"(?<![\w'’-])[^\W\d_]{1,40}(?:['’-](?!s\b)[^\W\d_]{1,40}){0,3}")
+# The same words, as re.split's separators (a capturing group keeps them). On ASCII text [^\W\d_] is [a-zA-Z]:
+# that form opens on a letter, so re skips to the next one in C, and tests the boundary behind it only there;
+# its runs are possessive, as nothing follows them that could need a letter back. tests/unit/test_pii.py
+# checks both against _LOWER_WORD.
+_LOWER_SPLIT = re.compile(f"({_LOWER_WORD.pattern})")
+_LOWER_SPLIT_ASCII = re.compile(r"([a-zA-Z](?<![\w'’-].)[a-zA-Z]{0,39}+(?:['’-](?!s\b)[a-zA-Z]{1,40}+){0,3}+)")
+
+
+def _lower_words(text: str) -> tuple[list[str], list[int]]:
+    """``_LOWER_WORD.finditer(text)`` as the words and their bounds: word k is ``words[k]``, from ``bounds[2k]``
+    to ``bounds[2k + 1]``. One split and a running sum of the parts' lengths, both in C: a match object per word
+    costs more than the whole scan of a lower-case text's names."""
+    parts = (_LOWER_SPLIT_ASCII if text.isascii() else _LOWER_SPLIT).split(text)
+    return parts[1::2], list(accumulate(map(len, parts)))
 
 
 def _particles_only(gap: str) -> bool:

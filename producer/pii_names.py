@@ -23,6 +23,8 @@ the candidates.
 
 from __future__ import annotations
 
+from itertools import compress, count
+
 # ``X as X``: re-exported, as pii, pii_address and the tests import these from here. bench/_names_build.py swaps
 # FIRST and LAST in this module, which is why every function that reads them stays here.
 from producer.pii_name_lists import (
@@ -41,7 +43,7 @@ from producer.pii_name_lists import (
 )
 from producer.pii_name_lists import _PARTICLES as _PARTICLES
 from producer.pii_name_lists import PLACES as PLACES
-from producer.pii_name_tokens import _CAP, _LOWER_WORD, _MULTI, _plain, _runs, _token_spans
+from producer.pii_name_tokens import _CAP, _MULTI, _lower_words, _plain, _runs, _token_spans
 from producer.pii_name_tokens import _PUNCT as _PUNCT
 from producer.pii_name_tokens import UPPER as UPPER
 from producer.pii_name_tokens import _particles_only as _particles_only
@@ -154,30 +156,55 @@ def _judge(text: str, plain: str, run: list[tuple[int, int, str]], quant: bool, 
     return None
 
 
+#: Words that make the word itself a candidate in lower-case text, words that make the word after one, the first
+#: words of two-word labels, and all three (one lookup per word finds the few that play any part).
+_LOWER_SELF = frozenset(w for w in FIRST if len(w) > 1) | _TITLES
+_LOWER_NEXT = _LABEL_LAST | _PRONOUN_I
+_PAIR_HEADS = frozenset(a for a, _ in _LABEL_PAIRS)
+_LOWER_CUES = _LOWER_SELF | _LOWER_NEXT | _PAIR_HEADS
+
+
+def _lower_candidates(lws: list[str]) -> list[int]:
+    """Indices of the words judged in lower-case text: a known first name or a title, a word right after a label
+    or "I", a word right after a two-word label ("my son ..."). The words that play a part are found by a set
+    lookup mapped over all of them in C (a Python loop over every word cost more than all the rest)."""
+    n = len(lws)
+    found = set()
+    for i in compress(count(), map(_LOWER_CUES.__contains__, lws)):
+        w = lws[i]
+        if w in _LOWER_SELF:
+            found.add(i)
+        if w in _LOWER_NEXT:
+            found.add(i + 1)
+        if w in _PAIR_HEADS and i + 1 < n and (w, lws[i + 1]) in _LABEL_PAIRS:
+            found.add(i + 2)
+    return sorted(i for i in found if i < n)
+
+
+def _find_persons_lower(text: str, lowered: str, quant: bool) -> list[Hit]:
+    """All-lower-case text ("follow up with patricia desrosiers") has no capitals to go by: a candidate (see
+    :func:`_lower_candidates`) is judged with the word after it, on the lists alone."""
+    hits: list[Hit] = []
+    lws, bounds = _lower_words(text)
+    n = len(lws)
+    plain = ""
+    for i in _lower_candidates(lws):
+        if lws[i] in _NEVER_A_NAME and (i + 1 == n or lws[i + 1] in _NEVER_A_NAME):
+            continue  # "in", "can", "will" before a common word: _judge drops such a run whole
+        pair = [(bounds[2 * k], bounds[2 * k + 1], lws[k]) for k in range(i, min(i + 2, n))]
+        plain = plain or _plain(lowered)
+        hit = _judge(text, plain, _runs(text, pair)[0], quant, True)
+        if hit is not None:
+            hits.append(hit)
+    return hits
+
+
 def find_persons(text: str, lowered: str, has_upper: bool, quant: bool, fired: set[str] | None = None) -> list[Hit]:
     """``fired``: the prefilter's triggers for this text, or None (see :func:`is_word_problem`)."""
     hits: list[Hit] = []
     plain = ""  # _plain(lowered), made when the first candidate reaches _judge
     if not has_upper:
-        # All-lower-case text ("follow up with patricia desrosiers") has no capitals to go by: a known first
-        # name, a title, or any word right after a label is judged with the word after it, on the lists alone.
-        words = list(_LOWER_WORD.finditer(text))
-        lws = [m.group() for m in words]
-        for i, lw in enumerate(lws):
-            prev = lws[i - 1] if i else ""
-            if (
-                (lw in FIRST and len(lw) > 1)
-                or lw in _TITLES
-                or prev in _LABEL_LAST
-                or prev in _PRONOUN_I
-                or (i > 1 and (lws[i - 2], prev) in _LABEL_PAIRS)
-            ):
-                run = _runs(text, [(m.start(), m.end(), m.group()) for m in words[i : i + 2]])[0]
-                plain = plain or _plain(lowered)
-                hit = _judge(text, plain, run, quant, True)
-                if hit is not None:
-                    hits.append(hit)
-        return hits
+        return _find_persons_lower(text, lowered, quant)
     if quant:
         # A word problem: lone names are placeholders, so only runs of two or more capitalised words matter,
         # and words right after a label.

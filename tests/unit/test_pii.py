@@ -7,7 +7,7 @@ from dataclasses import FrozenInstanceError
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from producer import pii_names, pii_patterns
@@ -291,3 +291,63 @@ def test_fast_start_scans_match_their_plain_forms(dob_text: str, address_text: s
         assert plain.pattern != pattern.pattern
         fast = [(m.span(), m.groupdict()) for m in pattern.finditer(address_text)]
         assert fast == [(m.span(), m.groupdict()) for m in plain.finditer(address_text)]
+
+
+_LOWER_WORDS = st.one_of(
+    st.sampled_from(["in", "can", "will", "my", "son", "name", "is", "i", "i'm", "dear", "dr", "mr.", "maria",
+                     "gonzalez", "patricia", "desrosiers", "smith", "nguyen", "python", "van", "der", "o'brien",
+                     "jean-luc", "the", "river", "called", "é", "ß", "İ", "'s", "7", "_", "a" * 41]),
+    st.text(alphabet="abcxyz'-", min_size=1, max_size=5),
+)
+_LOWER_TEXT = st.lists(
+    st.tuples(_LOWER_WORDS, st.sampled_from([" ", " ", " ", "  ", ". ", ", ", "\t", "\n", "-", "’", "\u00a0", ""])),
+    max_size=12,
+).map(lambda pairs: "".join(w + sep for w, sep in pairs))
+# Words of 39 and 40 letters, a dot and four blanks before a number, and five digits and a letter before another:
+# the bounds of a _WORD_NUM_LOWER match.
+_LOWER_ADDRESS_TEXT = st.lists(
+    st.sampled_from(["a" * 40, "a" * 39, "ab", "x", ".", " ", "    ", "\t", "1", "12345", "123456", "12345a", "b",
+                     "-", "é", "p.o. box", "po", "box", "apo", "fpo", " ae", "dpo", "suite", "apt.", "#"]),
+    max_size=12,
+).map("".join)
+
+
+def _persons_lower_plain(text: str, quant: bool) -> list[tuple[str, int, int, float]]:
+    """The lower-case name finder written as a plain loop over every word (what _find_persons_lower shortcuts)."""
+    from producer.pii_name_lists import _LABEL_LAST, _LABEL_PAIRS, _PRONOUN_I, _TITLES, FIRST
+    from producer.pii_name_tokens import _LOWER_WORD
+
+    words = list(_LOWER_WORD.finditer(text))
+    lws = [m.group() for m in words]
+    hits = []
+    for i, lw in enumerate(lws):
+        prev = lws[i - 1] if i else ""
+        if ((lw in FIRST and len(lw) > 1) or lw in _TITLES or prev in _LABEL_LAST or prev in _PRONOUN_I
+                or (i > 1 and (lws[i - 2], prev) in _LABEL_PAIRS)):
+            run = pii_names._runs(text, [(m.start(), m.end(), m.group()) for m in words[i : i + 2]])[0]
+            hit = pii_names._judge(text, pii_names._plain(text.lower()), run, quant, True)
+            if hit is not None:
+                hits.append(hit)
+    return hits
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_LOWER_TEXT, st.booleans(), _LOWER_ADDRESS_TEXT)
+@example("in smith", False, "x " + "a" * 40 + ".    1")  # the longest reach back from a number
+@example("dear maria", True, "ab 12345ab 1 " + "a" * 39 + ". \t  12345a")  # and forward
+def test_lower_case_shortcuts_equal_their_plain_definitions(text: str, quant: bool, address_text: str) -> None:
+    """Text without capitals: the words found by one split, the candidates found by set lookups in C, and the
+    address scan run only around digits must answer exactly as the plain scans and loop do."""
+    from producer import pii_address
+    from producer.pii_name_tokens import _LOWER_WORD, _lower_words
+
+    words, bounds = _lower_words(text)
+    assert [(bounds[2 * k], bounds[2 * k + 1], w) for k, w in enumerate(words)] == [
+        (m.start(), m.end(), m.group()) for m in _LOWER_WORD.finditer(text)
+    ]
+    assert pii_names._find_persons_lower(text, text.lower(), quant) == _persons_lower_plain(text, quant)
+    for t in (address_text, address_text.lower(), text):
+        windowed = [(m.span(), m.groupdict()) for m in pii_address._word_number_lower(t)]
+        assert windowed == [(m.span(), m.groupdict()) for m in pii_address._WORD_NUM_LOWER.finditer(t)]
+        # find_addresses runs the unit scan only where one of these words is.
+        assert all(any(w in m.group() for w in pii_address._UNIT_WORDS) for m in pii_address._LOWER_UNIT.finditer(t))
