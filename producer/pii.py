@@ -70,8 +70,10 @@ def _hits(text: str, lowered: str, fired: set[str] | None) -> list[Hit]:
         hits += find_dob(text, lowered)
     if fired is None or "ipv6" in fired:
         hits += find_ipv6(text, lowered)
-    if fired is None or "addr_corner" in fired or ("addr_upper" if has_upper else "addr_lower") in fired:
-        hits += find_addresses(text, lowered, has_upper)
+    units = fired is None or "addr_unit" in fired  # "apt 4", "p.o. box 12": looked for in text without capitals
+    pairs = fired is None or ("addr_upper" if has_upper else "addr_lower") in fired
+    if pairs or "addr_corner" in fired or (units and not has_upper):
+        hits += find_addresses(text, lowered, has_upper, units)
     # Names in a word problem are placeholders.
     quant = is_word_problem(text, lowered, fired)
     hits += find_persons(text, lowered, has_upper, quant, fired)

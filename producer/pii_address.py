@@ -86,7 +86,7 @@ TRIGGERS = [
     ("addr_upper", (r"[A-Z][A-Za-z]*\.?[ \t]{1,4}[0-9]", rf"\p{{Lu}}{_LETTER_OR_WIDE}*\.?[ \t]{{1,4}}[0-9]"), False),
     ("addr_lower", (r"[0-9][^\W\d_]?,?[ \t]+[^\W\d_]", rf"[0-9][^\W\d_]?,?[ \t]+{_LETTER_OR_WIDE}"), False),
     ("addr_lower", (r"[^\W\d_]\.?[ \t]+[0-9]", rf"{_LETTER_OR_WIDE}\.?[ \t]+[0-9]"), False),
-    ("addr_lower", _LOWER_UNIT.pattern, True),
+    ("addr_unit", _LOWER_UNIT.pattern, True),
 ]
 
 
@@ -126,9 +126,6 @@ def _street_after(words: list[str], has_upper: bool) -> bool:
     return False
 
 
-#: Every match of _LOWER_UNIT holds one of these ("p.o. box" holds "box"): a scan opening on \b is tried at every
-#: position, so it runs only where one is present.
-_UNIT_WORDS = ("apt", "suite", "box", "apo", "fpo", "dpo")
 #: A digit right after a blank: where a match of _WORD_NUM_LOWER has its number. Written digit first, so that re
 #: skips to the next digit in C.
 _BLANK_DIGIT = re.compile(r"[0-9](?<=[ \t][0-9])")
@@ -157,14 +154,16 @@ def _word_number_lower(text: str) -> list[re.Match[str]]:
     return found
 
 
-def find_addresses(text: str, lowered: str, has_upper: bool) -> list[Hit]:
+def find_addresses(text: str, lowered: str, has_upper: bool, units: bool = True) -> list[Hit]:
+    """``units``: whether text without capitals may hold a unit or box number ("apt 4", "p.o. box 12"): False when
+    the prefilter's "addr_unit" trigger did not fire (the unit scan, opening on \b, is tried at every position)."""
     hits: list[Hit] = []
     if "corner of" in lowered:
         hits += [("STREET_ADDRESS", m.start(), m.end() + 20, 0.7) for m in _CORNER.finditer(text)]
     if has_upper:
         pairs = [*_NUM_WORD.finditer(text), *_WORD_NUM.finditer(text)]
     else:
-        if any(word in lowered for word in _UNIT_WORDS):
+        if units:
             hits += [("STREET_ADDRESS", m.start(), m.end(), 0.85) for m in _LOWER_UNIT.finditer(lowered)]
         pairs = [*_NUM_WORD_LOWER.finditer(text), *_word_number_lower(text)]
     for m in pairs:
