@@ -5,12 +5,15 @@ Nothing else in Switchyard reads ``os.environ`` for configuration; modules recei
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 from switchyard.catalog import Catalog, load_catalog
+from switchyard.errors import ConfigError
 
 
 def _default_state_dir() -> Path:
@@ -20,6 +23,24 @@ def _default_state_dir() -> Path:
         return Path("/var/lib/switchyard")
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "switchyard"
+
+
+N = TypeVar("N", int, float)
+
+
+def _non_negative(get: Callable[[str], str | None], name: str, kind: type[N]) -> N | None:
+    """``name`` parsed as ``kind``, or None when unset; anything else (not a number, negative, NaN or infinite)
+    is a ConfigError naming the variable, raised at start-up rather than when the value is first used."""
+    raw = get(name)
+    if raw is None:
+        return None
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{name} must be a finite number >= 0 (got {raw!r})")
+    return value
 
 
 @dataclass(frozen=True)
@@ -35,6 +56,12 @@ class Settings:
     anthropic_api_key: str | None = field(default=None, repr=False)
     anthropic_base_url: str | None = None
     state_dir: Path = field(default_factory=_default_state_dir)  # embedded services' data, demo output
+    # SWITCHYARD_SIM_TIME_SCALE: wall seconds the simulated engine sleeps per modelled second (0 = as fast as the
+    # CPU allows); tests and benchmarks speed workers up with it. None = the engine's default, real time.
+    sim_time_scale: float | None = None
+    # SWITCHYARD_SIM_DIE_AFTER: the simulated engine dies after this many completed requests (fault injection
+    # for the failure tests); None or 0 = never.
+    sim_die_after: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -56,6 +83,8 @@ class Settings:
             anthropic_api_key=get("ANTHROPIC_API_KEY"),
             anthropic_base_url=get("ANTHROPIC_BASE_URL"),
             state_dir=Path(state) if state else _default_state_dir(),
+            sim_time_scale=_non_negative(get, "SWITCHYARD_SIM_TIME_SCALE", float),
+            sim_die_after=_non_negative(get, "SWITCHYARD_SIM_DIE_AFTER", int),
         )
 
     def with_urls(self, broker_url: str, database_url: str) -> Settings:
@@ -63,8 +92,6 @@ class Settings:
 
     def require_urls(self) -> tuple[str, str]:
         """Broker and database URLs; a library user must configure them (only the CLI embeds services)."""
-        from switchyard.errors import ConfigError
-
         missing = [n for n, v in (("SWITCHYARD_BROKER_URL", self.broker_url),
                                   ("SWITCHYARD_DATABASE_URL", self.database_url)) if not v]
         if missing:

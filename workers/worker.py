@@ -64,8 +64,11 @@ def build_backend(settings: Settings, opts: WorkerOptions) -> Any:
         if kind == "simulated":
             from workers.engines.simulated import SimulatedEngine, preset
 
+            # The pace and fault injection come from SWITCHYARD_SIM_* in this process's environment, read by
+            # Settings at start-up: tests and benchmarks set them per worker process they start.
             return SimulatedEngine(preset(opts.model, max_num_seqs=spec.engine.max_num_seqs,
-                                          max_model_len=spec.engine.max_model_len))
+                                          max_model_len=spec.engine.max_model_len),
+                                   time_scale=settings.sim_time_scale, die_after=settings.sim_die_after)
         if kind == "vllm":
             from workers.engines.vllm_local import InProcessVLLMBackend
 

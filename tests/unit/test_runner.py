@@ -93,9 +93,9 @@ def test_killed_engine_fails_pending_futures_and_marks_the_runner_unhealthy() ->
         runner.stop(timeout=10)
 
 
-def test_engine_dying_after_n_requests_under_16_task_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SWITCHYARD_SIM_DIE_AFTER", "40")  # what the worker-crash integration test sets
-    runner = BackendRunner(SimulatedEngine("llama-3-70b", time_scale=0.01), name="test-runner-die")
+def test_engine_dying_after_n_requests_under_16_task_threads() -> None:
+    # die_after=40: what the worker-crash integration test sets through SWITCHYARD_SIM_DIE_AFTER.
+    runner = BackendRunner(SimulatedEngine("llama-3-70b", time_scale=0.01, die_after=40), name="test-runner-die")
     runner.start(timeout=10)
     try:
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
@@ -104,7 +104,7 @@ def test_engine_dying_after_n_requests_under_16_task_threads(monkeypatch: pytest
         runner.stop(timeout=10)
     assert outcomes.count("ok") == 40
     assert outcomes.count("dead") == 160
-    assert "SWITCHYARD_SIM_DIE_AFTER" in (runner.dead_reason or "")
+    assert "after 40 requests" in (runner.dead_reason or "")
 
 
 def _outcome(runner: BackendRunner, request: GenerationRequest) -> str:

@@ -13,7 +13,6 @@ from switchyard.errors import ConfigError, ContextLengthExceeded, EngineDeadErro
 from switchyard.tokens import estimate_messages_tokens
 from workers.engines.base import Backend, GenerationRequest, GenerationResult
 from workers.engines.simulated import (
-    DIE_AFTER_ENV,
     PRESETS,
     SATURATION_LOAD,
     TYPICAL_LOAD,
@@ -205,9 +204,8 @@ def test_kill_fails_in_flight_and_future_requests_with_engine_dead() -> None:
     assert engine.dead_reason == "CUDA out of memory (test)"
 
 
-def test_die_after_env_knob_kills_the_engine_after_n_requests(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(DIE_AFTER_ENV, "3")
-    engine = SimulatedEngine("mistral-7b", time_scale=0)
+def test_die_after_kills_the_engine_after_n_requests() -> None:
+    engine = SimulatedEngine("mistral-7b", time_scale=0, die_after=3)
 
     async def scenario(e: SimulatedEngine) -> list[Any]:
         outcomes: list[Any] = []
@@ -220,7 +218,7 @@ def test_die_after_env_knob_kills_the_engine_after_n_requests(monkeypatch: pytes
 
     outcomes = _run(_with_engine(engine, scenario))
     assert [isinstance(o, GenerationResult) for o in outcomes] == [True, True, True, False, False]
-    assert DIE_AFTER_ENV in (engine.dead_reason or "")
+    assert "after 3 requests" in (engine.dead_reason or "")
 
 
 def test_shutdown_fails_pending_requests_and_refuses_new_ones() -> None:
@@ -253,7 +251,12 @@ def test_presets_and_configuration_errors() -> None:
         SimulatedEngine("mistral-7b", time_scale=-1)
 
 
-def test_invalid_env_knob_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(DIE_AFTER_ENV, "soon")
-    with pytest.raises(ConfigError, match=DIE_AFTER_ENV):
-        SimulatedEngine("mistral-7b")
+def test_the_engine_reads_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The worker hands it Settings' values (tests/unit/test_settings.py): the variables alone change nothing,
+    # and a bad value is Settings.from_env's error at start-up, not the engine's.
+    monkeypatch.setenv("SWITCHYARD_SIM_TIME_SCALE", "0.5")
+    monkeypatch.setenv("SWITCHYARD_SIM_DIE_AFTER", "3")
+    engine = SimulatedEngine("mistral-7b")
+    assert (engine.time_scale, engine.die_after) == (1.0, None)
+    monkeypatch.setenv("SWITCHYARD_SIM_DIE_AFTER", "soon")
+    assert SimulatedEngine("mistral-7b").die_after is None

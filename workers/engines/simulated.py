@@ -35,9 +35,10 @@ Calibration (the decision record; ``python -m workers.engines.simulated`` measur
   More jobs in flight, longer prompts or longer outputs give higher latencies, as on a real engine.
 
 Fault injection: :meth:`SimulatedEngine.kill` makes every in-flight and future ``generate`` raise
-:class:`EngineDeadError` (vLLM after a CUDA OOM). ``die_after=N`` (or the environment variable
-``SWITCHYARD_SIM_DIE_AFTER=N``, read when the constructor gets die_after=None) kills the engine right after
-its N-th completed request; 0 or unset never. ``SWITCHYARD_SIM_TIME_SCALE`` sets time_scale likewise.
+:class:`EngineDeadError` (vLLM after a CUDA OOM). ``die_after=N`` kills the engine right after its N-th
+completed request; 0 or None never. The engine reads no environment: a worker passes the values of
+``SWITCHYARD_SIM_TIME_SCALE`` and ``SWITCHYARD_SIM_DIE_AFTER``, which :class:`switchyard.settings.Settings`
+reads and validates at start-up (:func:`workers.worker.build_backend`).
 
 Layout: the cost model and presets are in :mod:`workers.engines.simulated_profiles`, the batching policy in
 :mod:`workers.engines.simulated_scheduler`, the calibration workloads in :mod:`workers.engines.simulated_load`;
@@ -50,7 +51,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
 import time
 from typing import Any
 
@@ -71,15 +71,12 @@ from workers.engines.simulated_scheduler import _Scheduler, _Seq, offline_throug
 # The cost model, scheduler and load measurements live in simulated_profiles, simulated_scheduler and
 # simulated_load; their public names are re-exported here, where callers and tests import them from.
 __all__ = [
-    "DIE_AFTER_ENV", "OUTPUT_TOKENS_KEY", "PRESETS", "SATURATION_LOAD", "TIME_SCALE_ENV", "TYPICAL_LOAD",
+    "OUTPUT_TOKENS_KEY", "PRESETS", "SATURATION_LOAD", "TYPICAL_LOAD",
     "LoadReport", "LoadSpec", "SimulatedEngine", "SimulatedEngineProfile", "offline_throughput", "percentile",
     "preset", "run_load", "simulated_text",
 ]
 
 logger = logging.getLogger(__name__)
-
-DIE_AFTER_ENV = "SWITCHYARD_SIM_DIE_AFTER"
-TIME_SCALE_ENV = "SWITCHYARD_SIM_TIME_SCALE"
 
 
 _WORDS = (
@@ -100,19 +97,6 @@ def simulated_text(model: str, digest: int, n_tokens: int) -> str:
     return f"[simulated {model} output] {words}"
 
 
-def _env_number(name: str, kind: type[int] | type[float]) -> Any:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
-    if value < 0:
-        raise ConfigError(f"{name} must not be negative (got {raw})")
-    return value
-
-
 class SimulatedEngine:
     """A :class:`~workers.engines.base.Backend` that models a warm vLLM engine; never produces real text."""
 
@@ -127,11 +111,10 @@ class SimulatedEngine:
         die_after: int | None = None,
     ) -> None:
         self.profile = preset(profile) if isinstance(profile, str) else profile
-        scale = time_scale if time_scale is not None else _env_number(TIME_SCALE_ENV, float)
-        self.time_scale = 1.0 if scale is None else float(scale)
+        self.time_scale = 1.0 if time_scale is None else float(time_scale)
         if self.time_scale < 0:
             raise ConfigError(f"time_scale must not be negative (got {self.time_scale})")
-        self.die_after = die_after if die_after is not None else _env_number(DIE_AFTER_ENV, int)
+        self.die_after = die_after
         self.load_s = 0.0
         self._sched = _Scheduler(self.profile)
         self._live: set[_Seq] = set()
@@ -295,7 +278,8 @@ class SimulatedEngine:
             ))
         self._completed += 1
         if self.die_after and self._completed >= self.die_after:
-            self.kill(f"simulated engine death after {self._completed} requests ({DIE_AFTER_ENV})")
+            self.kill(f"simulated engine death after {self._completed} requests "
+                      f"(die_after={self.die_after}; SWITCHYARD_SIM_DIE_AFTER in a worker)")
 
     def _die(self) -> None:
         if self._task is not None and self._task is not asyncio.current_task():
