@@ -33,14 +33,15 @@ def setup_logging(level: str = "INFO") -> None:
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 
-def connected_settings(*, migrate: bool = True) -> Settings:
-    """Settings with broker and database URLs: configured, or embedded servers (started if needed).
+def connected_settings(settings: Settings | None = None, *, migrate: bool = True) -> Settings:
+    """``settings`` (default: from the environment) with broker and database URLs: configured, or embedded
+    servers (started if needed).
 
     The URLs are exported so that every child process (workers, Flower) uses the same servers.
     """
     from switchyard import db, services
 
-    settings = Settings.from_env()
+    settings = Settings.from_env() if settings is None else settings
     urls = services.ensure_services(settings)
     os.environ["SWITCHYARD_BROKER_URL"] = urls.broker_url
     os.environ["SWITCHYARD_DATABASE_URL"] = urls.database_url

@@ -20,7 +20,6 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -33,9 +32,10 @@ AUTH_ENV = "SWITCHYARD_FLOWER_AUTH"
 DEFAULT_USER = "admin"
 
 
-def resolve_auth(flag: str | None, env: Mapping[str, str]) -> tuple[str, bool]:
-    """``(user:password, generated)``: the flag, else the environment, else a fresh random password."""
-    value = (flag or env.get(AUTH_ENV, "")).strip()
+def resolve_auth(flag: str | None, configured: str | None) -> tuple[str, bool]:
+    """``(user:password, generated)``: the flag, else ``configured`` (:attr:`Settings.flower_auth`, i.e.
+    ``SWITCHYARD_FLOWER_AUTH``), else a fresh random password."""
+    value = (flag or configured or "").strip()
     if not value:
         return f"{DEFAULT_USER}:{secrets.token_urlsafe(18)}", True
     user, sep, password = value.partition(":")
@@ -127,8 +127,9 @@ def cmd_flower(args: argparse.Namespace) -> int:
     from switchyard.cli import connected_settings
     from workers.app import create_app
 
-    auth, generated = resolve_auth(args.basic_auth, os.environ)  # bad input fails before any server starts
-    settings = connected_settings(migrate=False)
+    base = Settings.from_env()
+    auth, generated = resolve_auth(args.basic_auth, base.flower_auth)  # bad input fails before any server starts
+    settings = connected_settings(base, migrate=False)
     if generated:
         user, _, password = auth.partition(":")
         # Shown once, on the terminal only: never logged.

@@ -62,6 +62,10 @@ class Settings:
     # SWITCHYARD_SIM_DIE_AFTER: the simulated engine dies after this many completed requests (fault injection
     # for the failure tests); None or 0 = never.
     sim_die_after: int | None = None
+    # SWITCHYARD_FLOWER_AUTH: Flower's user:password, when --basic-auth is not given. Its format is checked by
+    # switchyard.flower.resolve_auth, with the flag's, and only there: a bad Flower password must not stop
+    # workers or submits that never use it.
+    flower_auth: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -85,6 +89,7 @@ class Settings:
             state_dir=Path(state) if state else _default_state_dir(),
             sim_time_scale=_non_negative(get, "SWITCHYARD_SIM_TIME_SCALE", float),
             sim_die_after=_non_negative(get, "SWITCHYARD_SIM_DIE_AFTER", int),
+            flower_auth=get("SWITCHYARD_FLOWER_AUTH"),
         )
 
     def with_urls(self, broker_url: str, database_url: str) -> Settings:

@@ -125,15 +125,17 @@ def test_flower_needs_credentials_and_counts_every_model_queue(flower: str, back
 
 
 def test_auth_comes_from_the_flag_else_the_environment_else_a_fresh_password() -> None:
-    env = {AUTH_ENV: "env:pw"}
-    assert resolve_auth("flag:pw", env) == ("flag:pw", False)
-    assert resolve_auth(None, env) == ("env:pw", False)
-    first, generated = resolve_auth(None, {})
-    second, _ = resolve_auth(None, {})
+    configured = Settings.from_env({AUTH_ENV: "env:pw"}).flower_auth
+    assert resolve_auth("flag:pw", configured) == ("flag:pw", False)
+    assert resolve_auth(None, configured) == ("env:pw", False)
+    first, generated = resolve_auth(None, None)
+    second, _ = resolve_auth(None, None)
     assert generated and first.startswith("admin:") and len(first) > 20 and first != second
     for bad in ("nopassword", "user:", ":pw"):
-        with pytest.raises(ConfigError):
-            resolve_auth(bad, {})
+        with pytest.raises(ConfigError, match=AUTH_ENV):
+            resolve_auth(bad, None)
+        with pytest.raises(ConfigError, match=AUTH_ENV):
+            resolve_auth(None, bad)
 
 
 # --- a minimal Chrome DevTools protocol client ------------------------------------------------------------

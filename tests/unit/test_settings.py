@@ -11,9 +11,10 @@ from workers.worker import WorkerOptions, build_backend
 
 def test_unset_knobs_are_none() -> None:
     settings = Settings.from_env({})
-    assert (settings.sim_time_scale, settings.sim_die_after) == (None, None)
-    blank = Settings.from_env({"SWITCHYARD_SIM_TIME_SCALE": " ", "SWITCHYARD_SIM_DIE_AFTER": ""})
-    assert (blank.sim_time_scale, blank.sim_die_after) == (None, None)
+    assert (settings.sim_time_scale, settings.sim_die_after, settings.flower_auth) == (None, None, None)
+    blank = Settings.from_env({"SWITCHYARD_SIM_TIME_SCALE": " ", "SWITCHYARD_SIM_DIE_AFTER": "",
+                               "SWITCHYARD_FLOWER_AUTH": "  "})
+    assert (blank.sim_time_scale, blank.sim_die_after, blank.flower_auth) == (None, None, None)
 
 
 def test_simulation_knobs_are_parsed() -> None:
@@ -36,6 +37,12 @@ def test_simulation_knobs_are_parsed() -> None:
 def test_bad_simulation_knobs_are_config_errors_naming_the_variable(name: str, raw: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: raw})
+
+
+def test_flower_auth_is_read_but_never_shown() -> None:
+    settings = Settings.from_env({"SWITCHYARD_FLOWER_AUTH": "ops:s3cret-pw"})
+    assert settings.flower_auth == "ops:s3cret-pw"
+    assert "s3cret-pw" not in repr(settings)
 
 
 def test_the_worker_builds_its_simulated_engine_from_settings() -> None:
