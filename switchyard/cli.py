@@ -204,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="switchyard", description=(
         "Hybrid LLM inference: self-hosted vLLM and commercial APIs behind Celery queues, "
         "with every result and every cent in Postgres."))
+    # The one knob read outside Settings: logging is set up before a Settings exists (switchyard/settings.py).
     p.add_argument("--log-level", default=os.environ.get("SWITCHYARD_LOG_LEVEL", "WARNING"))
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 

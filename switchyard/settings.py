@@ -1,6 +1,9 @@
 """Configuration read in one typed place, at start-up: the environment of the contract plus the catalog.
 
-Nothing else in Switchyard reads ``os.environ`` for configuration; modules receive a :class:`Settings`.
+Nothing else in Switchyard reads ``os.environ`` for configuration; modules receive a :class:`Settings`. One
+exception: ``SWITCHYARD_LOG_LEVEL``, the CLI's ``--log-level`` default, is read by the argument parser itself:
+logging is set up before any command runs, and a Settings cannot be built that early (building one loads the
+catalog, whose errors ``switchyard.cli.main`` must catch and report).
 """
 
 from __future__ import annotations
