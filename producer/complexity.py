@@ -239,17 +239,26 @@ def _variable_before_operator(lowered: str) -> bool:
 #: cheap on long documents (length itself still counts in full; the length feature saturates at 2.5 sd,
 #: a few hundred characters, and longer prompts do not get the word-problem terms).
 _HEAD, _TAIL = 900, 500
+#: Texts up to this long are read whole.
+SAMPLE_CHARS = _HEAD + _TAIL
 
 
-def complexity_score(text: str, lowered: str | None = None) -> float:
+def words_of(lowered: str) -> tuple[str, list[str]]:
+    """The normalised text (see :func:`normalise`) of ``lowered`` and its words: what the score reads, for a
+    caller that shares them with another reader (producer.classify)."""
+    norm = _normalise_lowered(lowered)
+    return norm, norm.split()
+
+
+def complexity_score(text: str, lowered: str | None = None, read: tuple[str, list[str]] | None = None) -> float:
     """How demanding ``text`` is, in [0, 1]: > 0.8 wants the strongest model, < 0.3 a small one. ``lowered``:
-    ``text.lower()``, when the caller has it (read when the whole text is)."""
+    ``text.lower()``, and ``read``: ``words_of(lowered)``, when the caller has them (used when the whole text is
+    read, up to SAMPLE_CHARS characters)."""
     if not text or text.isspace():
         return 0.0
     sample = text if len(text) <= _HEAD + _TAIL else text[:_HEAD] + "\n" + text[-_TAIL:]
     lowered = lowered if lowered is not None and sample is text else sample.lower()
-    norm = _normalise_lowered(lowered)
-    words = norm.split()
+    norm, words = read if read is not None and sample is text else words_of(lowered)
     # From _WORD_PROBLEM_MAX characters on, the word terms do not apply (is_word_problem) and only the task-kind
     # cues below read the words: the set of those alone is all that is needed, and a fifth of the cost.
     present = set(words) if len(sample) < _WORD_PROBLEM_MAX else set(_KIND_WORDS.intersection(words))

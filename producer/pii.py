@@ -55,7 +55,9 @@ _GATE = Gate(TRIGGERS)
 Read = tuple[str, set[str] | None]
 
 
-def _hits(text: str, lowered: str, fired: set[str] | None) -> list[Hit]:
+def _hits(
+    text: str, lowered: str, fired: set[str] | None, words: list[str] | None = None, every: bool = True
+) -> list[Hit]:
     # ``lowered`` serves the keyword checks and ``fired`` says which detectors can find anything (None: all of
     # them; see producer.prefilter). Capitalisation is evidence only where it is used: text whose only capital
     # is "I" is read as lower case.
@@ -76,19 +78,20 @@ def _hits(text: str, lowered: str, fired: set[str] | None) -> list[Hit]:
         hits += find_addresses(text, lowered, has_upper, units)
     # Names in a word problem are placeholders.
     quant = is_word_problem(text, lowered, fired)
-    hits += find_persons(text, lowered, has_upper, quant, fired)
+    hits += find_persons(text, lowered, has_upper, quant, fired, words, every)
     return hits
 
 
-def scan(text: str, read: Read | None = None) -> PIIReport:
+def scan(text: str, read: Read | None = None, words: list[str] | None = None) -> PIIReport:
     """Whether ``text`` holds PII or secrets, and which kinds. The fast path called on every job; ``read``: see
-    :data:`Read` (by default this module lower-cases and prefilters the text itself)."""
+    :data:`Read` (by default this module lower-cases and prefilters the text itself); ``words``: the words of the
+    lower-cased text with punctuation split off (``complexity.words_of(lowered)[1]``), when the caller has them."""
     if not text:
         return _CLEAN
     if read is None:
         lowered = text.lower()
         read = lowered, _GATE.fired(text, lowered)
-    types = {hit[0] for hit in _hits(text, *read)}
+    types = {hit[0] for hit in _hits(text, *read, words, every=False)}
     if not types:
         return _CLEAN
     return PIIReport(True, tuple(sorted(types)))

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from itertools import compress, count
 
+from producer.pii_lower_names import labelled_in_lower_case, names_in_lower_case
+
 # ``X as X``: re-exported, as pii, pii_address and the tests import these from here. bench/_names_build.py swaps
 # FIRST and LAST in this module, which is why every function that reads them stays here.
 from producer.pii_name_lists import (
@@ -106,10 +108,11 @@ def _judge(text: str, plain: str, run: list[tuple[int, int, str]], quant: bool, 
     if lws[0] in COMMON and len(run) == 1:
         return None
     if not lower and all(w.isupper() and len(w) > 1 for _, _, w in run):
-        # Shouted text ("CAN I SPEAK TO A REAL PERSON") is only a name when both parts are known names.
-        a, b = lws[0], lws[-1]
-        if len(run) >= 2 and a in FIRST and b in LAST and (_namey(a) or _namey(b)):
-            return ("PERSON", start, end, 0.7)
+        # Shouted text ("CAN I SPEAK TO A REAL PERSON") is only a name where a known first name stands right
+        # before a known surname: a shouted sentence is one run ("PLEASE EMAIL MARIA GONZALEZ AT HER HOME").
+        for (s, _, _), (_, e, _), a, b in zip(run, run[1:], lws, lws[1:], strict=False):
+            if a in FIRST and b in LAST and (_namey(a) or _namey(b)):
+                return ("PERSON", s, e, 0.7)
         return None
     listed = lws[0] not in COMMON or lws[0] in FIRST or lws[0] in LAST
     label, role = _labelled(plain, start)
@@ -199,12 +202,29 @@ def _find_persons_lower(text: str, lowered: str, quant: bool) -> list[Hit]:
     return hits
 
 
-def find_persons(text: str, lowered: str, has_upper: bool, quant: bool, fired: set[str] | None = None) -> list[Hit]:
-    """``fired``: the prefilter's triggers for this text, or None (see :func:`is_word_problem`)."""
-    hits: list[Hit] = []
-    plain = ""  # _plain(lowered), made when the first candidate reaches _judge
+def find_persons(
+    text: str,
+    lowered: str,
+    has_upper: bool,
+    quant: bool,
+    fired: set[str] | None = None,
+    words: list[str] | None = None,
+    every: bool = True,
+) -> list[Hit]:
+    """``fired``: the prefilter's triggers for this text, or None (see :func:`is_word_problem`); ``words``: see
+    :func:`producer.pii_lower_names.names_in_lower_case`; ``every``: False when the caller needs only whether a
+    name is present (once one written with capitals is found, the lower-case ones are not looked for)."""
     if not has_upper:
         return _find_persons_lower(text, lowered, quant)
+    hits = _find_capitalised(text, lowered, quant, fired)
+    if every or not hits:
+        hits += names_in_lower_case(text, words) + labelled_in_lower_case(text, lowered, fired)
+    return hits
+
+
+def _find_capitalised(text: str, lowered: str, quant: bool, fired: set[str] | None) -> list[Hit]:
+    hits: list[Hit] = []
+    plain = ""  # _plain(lowered), made when the first candidate reaches _judge
     if quant:
         # A word problem: lone names are placeholders, so only runs of two or more capitalised words matter,
         # and words right after a label.

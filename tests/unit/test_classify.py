@@ -57,3 +57,22 @@ def test_same_as_the_plain_calls_on_generated_pii(case: tuple[str, str]) -> None
 def test_same_as_the_plain_calls_on_random_unicode(text: str) -> None:
     _assert_same(text)
     _assert_same(text.upper())
+
+
+_GLUE = st.sampled_from(["", " ", "2", "_", "+", "<", ">", "@", "=", "&", "#", "|", "~", "^", "`", "…", "’", "-", "'",
+                         "(", ":", ".", ",", "\n", "İ", "ß", "x"])
+_LOWER_NAMES = st.sampled_from(["maria", "gonzalez", "o'brien", "james", "jean-luc", "okafor", "Maria", "mariachi"])
+_NAME_TEXT = st.lists(
+    st.tuples(st.sampled_from(["", "Please ", "dear ", "my neighbour ", "dr. ", "email "]), _GLUE, _LOWER_NAMES,
+              st.sampled_from([" ", "  ", "-", ""]), _LOWER_NAMES, _GLUE),
+    min_size=1, max_size=4,
+).map(lambda parts: " ".join("".join(p) for p in parts))
+
+
+@settings(max_examples=500, deadline=None)
+@given(_NAME_TEXT)
+def test_same_as_the_plain_calls_on_names_typed_in_lower_case(text: str) -> None:
+    """The screen for lower-case names reads the score's words in classify() and its own split otherwise: both
+    must find the same names, whatever punctuation stands next to them."""
+    _assert_same("Write about " + text)
+    _assert_same(text)

@@ -349,3 +349,31 @@ def test_lower_case_shortcuts_equal_their_plain_definitions(text: str, quant: bo
     for t in (address_text, address_text.lower(), text):
         windowed = [(m.span(), m.groupdict()) for m in pii_address._word_number_lower(t)]
         assert windowed == [(m.span(), m.groupdict()) for m in pii_address._WORD_NUM_LOWER.finditer(t)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Please email maria gonzalez at her home",
+        "Write a 3000-word biography of maria gonzalez, my neighbour, including her medical history.",
+        "Prove rigorously, step by step, that the tax owed by patricia desrosiers is minimised.",
+        "Write a 3000-word report on james o'brien",
+        "PLEASE EMAIL MARIA GONZALEZ AT HER HOME",
+        "Ask my neighbour maria about it",
+        "Send it to Dr. okafor today",
+        "Patient: aroha ngata, admitted Tuesday.",
+        "Hello, my name is aroha and I need help.",
+    ],
+)
+def test_names_typed_in_lower_case_in_text_with_capitals_are_flagged(text: str) -> None:
+    """A name typed in lower case (or shouted) in an otherwise ordinary prompt is still a person's name."""
+    assert scan(text).types == ("PERSON",), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["The orchard bales gust.", "Note: the output must be json.", "What is the capital of France?",
+     "I will smith the metal for the Museum.", "Example: foo bar"],
+)
+def test_lower_case_words_that_are_no_names_stay_clean(text: str) -> None:
+    assert not scan(text).contains_pii, text

@@ -95,6 +95,10 @@ def test_real_prompts_route_sensibly() -> None:
     assert pii.model == "llama-3-70b" and "EMAIL" in pii.pii_types
     essay = router.route(job("Write a 4000-word report on the history of European canals."))
     assert essay.model == "claude-3-opus" and essay.expected_output_tokens > 2000
+    # A name typed in lower case in a long-form ask: the essay rule would pick Claude; PII keeps it in-house.
+    for asked in ("auto", "claude-3-opus"):
+        bio = router.route(job("Write a 3000-word biography of maria gonzalez, my neighbour.", model=asked))
+        assert bio.model == "llama-3-70b" and "PERSON" in bio.pii_types
 
 
 thresholds = st.tuples(st.floats(0, 1), st.floats(0, 1)).map(sorted)
