@@ -18,36 +18,25 @@ _NUMBER = re.compile(r"\d[\d.,]*")
 SAMPLE = 3000
 
 _TOKENS_PER_WORD = 1.35
-_COUNT = (
-    r"\b(\d[\d,]*|(?:a|an)(?! \d)|one|two|three|four|five|six|seven|eight|nine|ten|twelve|fifteen|twenty|"
-    r"fifty|hundred)"
-)
+#: Counts written out: "three", "a" (a page), and the multipliers of "three thousand", "twenty-five hundred".
 _WORDS_OF = {
-    "a": 1,
-    "an": 1,
-    "one": 1,
-    "two": 2,
-    "three": 3,
-    "four": 4,
-    "five": 5,
-    "six": 6,
-    "seven": 7,
-    "eight": 8,
-    "nine": 9,
-    "ten": 10,
-    "twelve": 12,
-    "fifteen": 15,
-    "twenty": 20,
-    "fifty": 50,
-    "hundred": 100,
+    "a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+    "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "fifteen": 15, "twenty": 20, "thirty": 30, "forty": 40,
+    "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
 }
+_MULTIPLIERS = {"hundred": 100, "thousand": 1000}
+_NUMBER_WORD = "|".join(sorted((_WORDS_OF.keys() - {"a", "an"}) | _MULTIPLIERS.keys(), key=len, reverse=True))
+# A count: digits ("3,000", "3k"), or number words joined by blanks, hyphens or "and" ("three thousand",
+# "five-thousand", "two hundred and fifty"). No decimal point: _search_ask relies on no ask holding a ".".
+_COUNT_CORE = rf"\d[\d,]*k?|(?:{_NUMBER_WORD})(?:[- ](?:and[- ])?(?:{_NUMBER_WORD}))*"
+_COUNT = rf"\b({_COUNT_CORE}|(?:a|an)(?! \d)(?:[- ](?:{_NUMBER_WORD}))*)"
 #: Explicit size asks: (pattern with a count, words per unit).
 _ASKS: tuple[tuple[re.Pattern[str], float], ...] = (
     # Words need a lead-in ("in 3000 words", "a 500-word essay"): "top-5 words" or "a word" are no size ask.
     (
         re.compile(
             r"(?:\b(?:in|of|about|around|approximately|roughly|exactly|least|write|than|under|over|"
-            r"maximum|minimum|within|a|an)\s+)(\d[\d,]*|one|two|three|four|five|ten|twenty|fifty|hundred)"
+            r"maximum|minimum|within|me|a|an)\s+)(" + _COUNT_CORE + r")"
             r"[- ](?:\w+[- ]){0,2}words?\b"
         ),
         1.0,
@@ -156,8 +145,20 @@ _SHORT = re.compile(
 
 
 def _count(token: str) -> float:
+    """The number a count of _COUNT stands for: "3,000" 3000, "3k" 3000, "a" 1, "three thousand" 3000,
+    "twenty-five hundred" 2500, "two hundred and fifty" 250."""
     token = token.replace(",", "")
-    return float(token) if token.isdigit() else float(_WORDS_OF.get(token, 1))
+    if token[:1].isdigit():
+        return float(token[:-1]) * 1000 if token.endswith("k") else float(token)
+    total = current = 0
+    for word in token.replace("-", " ").split():
+        if word in _MULTIPLIERS:
+            current = (current or 1) * _MULTIPLIERS[word]
+            if word == "thousand":
+                total, current = total + current, 0
+        else:
+            current += _WORDS_OF.get(word, 0)
+    return float(total + current or 1)
 
 
 _ASK_NAMES = tuple(f"ask{i}" for i in range(len(_ASKS)))

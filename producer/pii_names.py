@@ -108,11 +108,14 @@ def _judge(text: str, plain: str, run: list[tuple[int, int, str]], quant: bool, 
     if lws[0] in COMMON and len(run) == 1:
         return None
     if not lower and all(w.isupper() and len(w) > 1 for _, _, w in run):
-        # Shouted text ("CAN I SPEAK TO A REAL PERSON") is only a name where a known first name stands right
-        # before a known surname: a shouted sentence is one run ("PLEASE EMAIL MARIA GONZALEZ AT HER HOME").
-        for (s, _, _), (_, e, _), a, b in zip(run, run[1:], lws, lws[1:], strict=False):
+        # Shouted text ("CAN I SPEAK TO A REAL PERSON") is only a name where known names stand at both ends of the
+        # run ("ANNA AND ANDREW"), or a known first name right before a known surname: a shouted sentence is one
+        # run ("PLEASE EMAIL MARIA GONZALEZ AT HER HOME").
+        pairs = [(0, len(run) - 1), *((i, i + 1) for i in range(len(run) - 1))] if len(run) >= 2 else []
+        for i, j in pairs:
+            a, b = lws[i], lws[j]
             if a in FIRST and b in LAST and (_namey(a) or _namey(b)):
-                return ("PERSON", s, e, 0.7)
+                return ("PERSON", run[i][0], run[j][1], 0.7)
         return None
     listed = lws[0] not in COMMON or lws[0] in FIRST or lws[0] in LAST
     label, role = _labelled(plain, start)

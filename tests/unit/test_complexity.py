@@ -72,6 +72,13 @@ def test_empty_prompt_scores_zero() -> None:
         ("Summarise this in fewer than 100 words: the meeting covered budgets.", 50, 140),
         ("What is the capital of France? Answer in one word.", 1, 100),
         ("Implement a thread-safe LRU cache in Java.", 400, 1500),
+        # Counts written out, with their multipliers.
+        ("write me a three thousand word essay about dogs", 3500, 4500),
+        ("Write a five-thousand-word essay on trade.", 6000, 7500),
+        ("Write a 3k word essay on rivers.", 3500, 4500),
+        ("Write two hundred and fifty words on cats.", 300, 400),
+        ("Give me twenty-five hundred words about Rome.", 3000, 3600),
+        ("In a word, what is it?", 1, 300),
     ],
 )
 def test_expected_tokens_read_explicit_asks_and_task_kind(text: str, low: int, high: int) -> None:
@@ -224,7 +231,8 @@ def test_search_from_lead_finds_the_same_match(text: str) -> None:
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.lists(st.sampled_from(["5 ", "3,000 ", "a ", "an ", "in ", "about ", "words", "word", " pages", "page ",
+@given(st.lists(st.sampled_from(["5 ", "3,000 ", "3k ", "a ", "an ", "in ", "about ", "me ", "three ", "thousand ",
+                                 "hundred-", "and ", "words", "word", " pages", "page ",
                                  "chapters", "sections", "bullet points", "tips", "names", ". ", "? ", "-", ",",
                                  "x ", "\n", "(", ")", '"', "two ", "é", "_"]), max_size=30).map("".join))
 def test_ask_searches_find_the_same_match(text: str) -> None:
