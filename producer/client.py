@@ -19,12 +19,8 @@ from producer.submit import SubmitReport, Submitter, bulk_mode
 from schemas.jobs import InferenceJob, parse_job
 from schemas.routing import RouteDecision
 from switchyard.db import get_engine
-from switchyard.errors import InputError, InputProblem, SwitchyardError
+from switchyard.errors import BatchNotFound, InputError, InputProblem, JobNotFound
 from switchyard.settings import Settings
-
-
-class BatchNotFound(SwitchyardError):
-    code = "batch_not_found"
 
 
 class Client:
@@ -121,13 +117,18 @@ class Client:
         return results_mod.iter_results(self.engine, self._batch_id(batch))
 
     def result(self, job_id: str, timeout: float | None = 60, poll_s: float = 0.1) -> dict[str, Any]:
-        """The job's result line, waiting up to ``timeout`` seconds for it to finish."""
-        jid = uuid.UUID(job_id)
+        """The job's result line, waiting up to ``timeout`` seconds for it to finish.
+
+        Raises JobNotFound for an id that names no job, TimeoutError when it is still running at ``timeout``."""
+        try:
+            jid = uuid.UUID(job_id)
+        except ValueError:
+            raise JobNotFound(f"no job {job_id!r} (not a job id)") from None
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             line = results_mod.job_line(self.engine, jid)
             if line is None:
-                raise KeyError(f"no job {job_id}")
+                raise JobNotFound(f"no job {job_id!r}")
             if line["switchyard"]["state"] in ("succeeded", "failed", "dead"):
                 return line
             if deadline is not None and time.monotonic() > deadline:

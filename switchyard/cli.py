@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from switchyard.errors import ConfigError, InputError, SwitchyardError
+from switchyard.errors import ConfigError, InputError, NotFound, SwitchyardError
 from switchyard.settings import Settings
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -304,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except SwitchyardError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE if exc.code == "batch_not_found" else EXIT_FAIL
+        return EXIT_USAGE if isinstance(exc, NotFound) else EXIT_FAIL
     except FileNotFoundError as exc:
         print(f"error: {exc.filename}: no such file", file=sys.stderr)
         return EXIT_USAGE

@@ -72,6 +72,30 @@ class InputProblem:
         return f"InputProblem({self.line!r}, {self.field!r}, {self.message!r})"
 
 
+# --- lookups (the client and the command line) ---------------------------------------------------------
+
+
+class NotFound(SwitchyardError):
+    """A batch or job the caller named does not exist. The command line exits 2 (bad input)."""
+
+    code = "not_found"
+
+
+class BatchNotFound(NotFound):
+    """No batch has that name or id."""
+
+    code = "batch_not_found"
+
+
+class JobNotFound(NotFound, KeyError):
+    """No job has that id. Also a KeyError: ``Client.result`` raised a bare KeyError before, and callers that
+    catch that keep working."""
+
+    code = "job_not_found"
+
+    __str__ = Exception.__str__  # KeyError's would quote the message
+
+
 # --- policy --------------------------------------------------------------------------------------------
 
 
