@@ -54,6 +54,10 @@ class InputError(FatalError):
         super().__init__(f"{len(problems)} invalid job(s): {head}{more}")
 
 
+#: The ``field`` of a problem that concerns the whole line (or item) rather than one of its fields.
+WHOLE_LINE = "(line)"
+
+
 class InputProblem:
     """One problem in the input: where (line, field) and what."""
 
@@ -66,7 +70,9 @@ class InputProblem:
 
     def __str__(self) -> str:
         where = f"line {self.line}" if self.line is not None else "job"
-        return f"{where}: {self.field}: {self.message}"
+        # A problem of the whole line (not JSON, not an object) names no field: "line 2: (line): ..." read
+        # as if it named two lines.
+        return f"{where}: {self.message}" if self.field == WHOLE_LINE else f"{where}: {self.field}: {self.message}"
 
     def __repr__(self) -> str:
         return f"InputProblem({self.line!r}, {self.field!r}, {self.message!r})"
