@@ -51,7 +51,7 @@ def test_classify_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
 
 
 class _Report:
-    batch, submitted, skipped, republished, changed, changed_examples = "b1", 2, 0, 0, 0, []
+    batch, submitted, skipped, republished, changed = "b1", 2, 0, 0, 0
 
 
 def _wait_with(monkeypatch: pytest.MonkeyPatch, states: dict[str, int]) -> int:
