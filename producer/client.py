@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sized
@@ -19,12 +21,10 @@ from producer.submit import SubmitReport, Submitter, bulk_mode
 from schemas.jobs import InferenceJob, parse_job
 from schemas.routing import RouteDecision
 from switchyard.db import get_engine
-from switchyard.errors import InputError, InputProblem, SwitchyardError
+from switchyard.errors import BatchNotFound, InputError, InputProblem, JobNotFound
 from switchyard.settings import Settings
 
-
-class BatchNotFound(SwitchyardError):
-    code = "batch_not_found"
+log = logging.getLogger(__name__)
 
 
 class Client:
@@ -54,7 +54,15 @@ class Client:
 
     # --- submit ---------------------------------------------------------------------------------------
     def submit_many(self, jobs: Iterable[dict[str, Any] | InferenceJob], batch: str | None = None) -> str:
-        """Validate everything, then record and enqueue; returns the batch id. Idempotent per custom_id."""
+        """Validate everything, then record and enqueue; returns the batch name.
+
+        Idempotent per custom_id within a batch: a custom_id the batch already holds is never run again. Without
+        ``batch`` the name is derived from the set of custom_ids (``batch-<hash>``), so calling this twice with
+        the same jobs (a retried script) reuses the batch and runs nothing twice; a different set of custom_ids
+        makes a different batch. A job whose custom_id the batch holds with a different prompt or options is not
+        resubmitted either: it is counted in ``last_report.changed`` and logged as a warning. Give a new
+        ``batch`` name to run such jobs as they are now.
+        """
         size = len(jobs) if isinstance(jobs, Sized) else None
         pool = self.submitter.pool_for(size)
         with bulk_mode():
@@ -69,13 +77,16 @@ class Client:
 
                 # Raises InputError listing every problem; nothing enqueued.
                 parsed = collect_jobs(jobs, classify_ahead, self.submitter.chunk)
-                name = batch or f"batch-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+                name = batch or default_batch_name(job.custom_id for job in parsed)
                 self.last_report = self.submitter.submit(
                     enumerate(parsed, 1), name, size_hint=len(parsed), pool=pool, ahead=ahead
                 )
             finally:
                 if pool is not None:
                     pool.close()
+        warning = self.last_report.changed_warning()
+        if warning:
+            log.warning("%s", warning)
         return name
 
     def submit(self, job: dict[str, Any] | InferenceJob, batch: str | None = None) -> str:
@@ -121,13 +132,18 @@ class Client:
         return results_mod.iter_results(self.engine, self._batch_id(batch))
 
     def result(self, job_id: str, timeout: float | None = 60, poll_s: float = 0.1) -> dict[str, Any]:
-        """The job's result line, waiting up to ``timeout`` seconds for it to finish."""
-        jid = uuid.UUID(job_id)
+        """The job's result line, waiting up to ``timeout`` seconds for it to finish.
+
+        Raises JobNotFound for an id that names no job, TimeoutError when it is still running at ``timeout``."""
+        try:
+            jid = uuid.UUID(job_id)
+        except ValueError:
+            raise JobNotFound(f"no job {job_id!r} (not a job id)") from None
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             line = results_mod.job_line(self.engine, jid)
             if line is None:
-                raise KeyError(f"no job {job_id}")
+                raise JobNotFound(f"no job {job_id!r}")
             if line["switchyard"]["state"] in ("succeeded", "failed", "dead"):
                 return line
             if deadline is not None and time.monotonic() > deadline:
@@ -136,6 +152,16 @@ class Client:
 
     def close(self) -> None:
         self.redis.close()
+
+
+def default_batch_name(custom_ids: Iterable[str]) -> str:
+    """``batch-`` and a hash of the set of custom_ids: the same jobs, in any order, name the same batch (as
+    ``switchyard submit`` names a file's batch after its path), so a resubmission runs nothing twice."""
+    digest = hashlib.sha256()
+    for custom_id in sorted(custom_ids):
+        digest.update(custom_id.encode())
+        digest.update(b"\0")  # custom_ids may hold anything but NUL: ("a", "bc") and ("ab", "c") differ
+    return f"batch-{digest.hexdigest()[:16]}"
 
 
 def _one(job: dict[str, Any] | InferenceJob) -> InferenceJob:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from pydantic import ValidationError
 
 from schemas.jobs import InferenceJob, parse_job
-from switchyard.errors import InputError, InputProblem
+from switchyard.errors import WHOLE_LINE, InputError, InputProblem
 
 if TYPE_CHECKING:
     from producer.classify_pool import Checked, ClassifierPool, Read
@@ -43,13 +43,22 @@ def _field(loc: tuple[Any, ...]) -> str:
         if isinstance(part, str) and _BRANCH.match(part):
             continue
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(line)"
+    return out or WHOLE_LINE
+
+
+#: A job with no text, in the contract's terms (CONTRACT.md, "Job input").
+NO_PROMPT = 'missing: a job needs "prompt" (short form) or "body.messages" (OpenAI Batch form)'
 
 
 def problems_of(error: ValidationError, line: int | None) -> list[InputProblem]:
     """One problem per field (a union reports each branch; the first message is the useful one)."""
     seen: dict[str, InputProblem] = {}
     for e in error.errors():
+        if e["type"] == "missing" and tuple(e["loc"]) == ("messages",):
+            # Neither form's text: parse_job fell through to the internal form, whose field name ("messages")
+            # is neither what the short form nor the OpenAI Batch form calls it.
+            seen.setdefault("prompt", InputProblem(line, "prompt", NO_PROMPT))
+            continue
         field = _field(tuple(e["loc"]))
         seen.setdefault(field, InputProblem(line, field, e["msg"]))
     return list(seen.values())
@@ -59,16 +68,27 @@ def parse_line(raw: bytes | str, line: int) -> tuple[InferenceJob | None, list[I
     """One line -> a job, or the problems that name its line and field."""
     try:
         obj = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return None, [InputProblem(line, "(line)", f"not valid JSON: {exc}")]
+    except json.JSONDecodeError as exc:
+        return None, [InputProblem(line, WHOLE_LINE, f"not valid JSON: {_json_error(exc)}")]
+    except UnicodeDecodeError as exc:
+        return None, [InputProblem(line, WHOLE_LINE, f"not valid UTF-8 at byte {exc.start + 1}")]
     if not isinstance(obj, dict):
-        return None, [InputProblem(line, "(line)", "a job must be a JSON object")]
+        return None, [InputProblem(line, WHOLE_LINE, "a job must be a JSON object")]
     if "custom_id" not in obj:
         return None, [InputProblem(line, "custom_id", "missing")]
     try:
         return parse_job(obj), []
     except ValidationError as exc:
         return None, problems_of(exc, line)
+
+
+def _json_error(exc: json.JSONDecodeError) -> str:
+    """The decoder's message with a column in the line, not its own "line 2 column 1 (char 40)": each line is
+    decoded alone, so its line numbers count within the line (a truncated object ends on "line 2", after the
+    newline) and only confuse next to the file's line number."""
+    if exc.pos >= len(exc.doc.rstrip()):
+        return f"{exc.msg} at end of line"
+    return f"{exc.msg} at column {exc.pos + 1}"
 
 
 def _lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
@@ -248,7 +268,7 @@ def collect_jobs(
             problems.extend(problems_of(exc, index))
             continue
         except TypeError as exc:
-            problems.append(InputProblem(index, "(item)", str(exc)))
+            problems.append(InputProblem(index, WHOLE_LINE, str(exc)))
             continue
         first = seen.setdefault(job.custom_id, index)
         if first != index:

@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from schemas.jobs import InferenceJob
 from schemas.routing import RouteDecision
-from schemas.tables import Batch
+from schemas.tables import Batch, Job
 
 if TYPE_CHECKING:
     from producer.chunking import SplitPlan
@@ -247,6 +247,39 @@ def insert_jobs(
         inserted = [(r[0], r[1], r[2]) for r in cur.fetchall()]
         cur.execute("TRUNCATE jobs_incoming")
     return inserted
+
+
+#: Request keys that are the user's job as written; max_tokens is compared apart (it is resolved per model) and
+#: task_head is derived (a split document's).
+_JOB_REQUEST_KEYS = ("messages", "split", "temperature", "top_p", "stop")
+
+
+def differing(conn: Connection, batch_id: uuid.UUID | str, rows: Sequence[dict[str, Any]]) -> list[str]:
+    """custom_ids of ``rows`` (skipped: their custom_id is recorded in the batch already) whose job is not the
+    recorded one: a resubmission with an edited prompt must not pass for "already in the batch" unnoticed."""
+    if not rows:
+        return []
+    query = select(
+        Job.custom_id, Job.model, Job.requested_model, Job.priority, Job.tenant,
+        Job.job_metadata.label("job_metadata"), Job.request,  # the column is "metadata", the attribute not
+    ).where(Job.batch_id == batch_id, Job.custom_id.in_([row["custom_id"] for row in rows]))
+    recorded = {r.custom_id: r for r in conn.execute(query)}
+    changed = []
+    for row in rows:
+        old = recorded.get(row["custom_id"])
+        if old is None:
+            continue  # not recorded after all (e.g. a concurrent submit's row rolled back): nothing to compare
+        new_request, old_request = row["request"], old.request
+        same = (
+            all(new_request.get(k) == old_request.get(k) for k in _JOB_REQUEST_KEYS)
+            and (row["requested_model"], row["priority"], row["tenant"], row["job_metadata"])
+            == (old.requested_model, old.priority, old.tenant, old.job_metadata)
+            # The resolved limit depends on the model routed to, which queue depths may change between runs.
+            and (row["model"] != old.model or new_request["max_tokens"] == old_request.get("max_tokens"))
+        )
+        if not same:
+            changed.append(row["custom_id"])
+    return changed
 
 
 def unpublished(conn: Connection, batch_id: uuid.UUID) -> list[tuple[str, str, int]]:

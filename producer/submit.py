@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 #: Chunks recorded at once (see Submitter._submit_chunks).
 WRITERS = 2
+#: custom_ids named in the warning about changed jobs, at most.
+CHANGED_EXAMPLES = 5
 #: Chunks being classified in the pool while the submitter routes an earlier one (see Submitter._decided).
 CLASSIFY_AHEAD = 3
 
@@ -50,6 +52,17 @@ class SubmitReport:
     submitted: int = 0  # new jobs enqueued now
     skipped: int = 0  # already recorded in this batch (resubmission)
     republished: int = 0  # recorded earlier but never enqueued (an interrupted submit)
+    changed: int = 0  # of the skipped: the batch holds a different job under that custom_id (not resubmitted)
+    changed_examples: list[str] = field(default_factory=list)  # a few of their custom_ids, to name them
+
+    def changed_warning(self) -> str | None:
+        """What to tell the user about ``changed`` jobs, or None when there are none."""
+        if not self.changed:
+            return None
+        more = ", ..." if self.changed > len(self.changed_examples) else ""
+        return (f"{self.changed} job(s) differ from what batch {self.batch} holds under their custom_id and were "
+                f"not resubmitted ({', '.join(self.changed_examples)}{more}); submit them under a new batch name "
+                "to run them as they are now")
 
 
 @contextmanager
@@ -252,10 +265,17 @@ class Submitter:
             # A split document's parent never goes to the broker (its parts do): nothing to hold for it.
             outgoing = [i for i in inserted if i[0] not in splits] + inserted_parts
             store.hold_unpublished(conn, batch_id, [i[0] for i in outgoing])
+            if len(inserted) < len(rows):
+                ids = {i[0] for i in inserted}
+                changed = store.differing(conn, batch_id, [r for r in rows if r["id"] not in ids])
+            else:
+                changed = []
         self._publish(batch_id, outgoing)
         with self._report_lock:  # writers finish concurrently
             report.submitted += len(inserted)
             report.skipped += len(rows) - len(inserted)
+            report.changed += len(changed)
+            report.changed_examples.extend(changed[: max(0, CHANGED_EXAMPLES - len(report.changed_examples))])
         if progress is not None:
             progress(size)
 

@@ -7,6 +7,7 @@ submission pass holds one chunk of jobs at a time.
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import nullcontext
 from typing import Any
 
@@ -23,12 +24,16 @@ from switchyard.settings import Settings
 
 
 def _progress(enabled: bool) -> Any:
-    if not enabled:
+    """Bars on stderr, and only when it is a terminal: stdout carries the batch id (``B=$(switchyard submit
+    F)``), and a log file or a CI capture wants no bar frames."""
+    if not enabled or not sys.stderr.isatty():
         return nullcontext(None)
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=False
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=Console(stderr=True), transient=False,
     )
 
 

@@ -11,10 +11,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from switchyard.errors import ConfigError, InputError, SwitchyardError
+from switchyard.errors import ConfigError, InputError, NotFound, SwitchyardError
 from switchyard.settings import Settings
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+#: ``submit --wait``: every job finished, and at least one of them failed (its result line has the error).
+EXIT_JOBS_FAILED = 3
+#: The reader of stdout went away (``switchyard results B | head``): what a shell reports for a Unix tool that
+#: SIGPIPE ended (128 + 13), without the traceback.
+EXIT_PIPE = 141
 log = logging.getLogger("switchyard")
 
 
@@ -109,15 +114,27 @@ def cmd_submit(args: argparse.Namespace) -> int:
     settings = connected_settings()
     report = submit_file(settings, args.input, batch=args.batch or default_batch_name(args.input),
                          progress=not args.quiet)
-    print(report.batch)
+    print(report.batch, flush=True)  # at once: a script reading it need not wait for --wait
     print(f"submitted {report.submitted} new job(s), {report.skipped} already in the batch"
           + (f", {report.republished} republished" if report.republished else ""), file=sys.stderr)
+    if report.changed:
+        # Never silent: the batch keeps what it recorded first, whatever the file says now.
+        print(f"warning: {report.changed_warning()}", file=sys.stderr)
     if args.wait:
         from producer.client import Client
 
         client = Client(settings=settings)
-        counts = client.wait(report.batch, timeout=args.timeout)
+        try:
+            counts = client.wait(report.batch, timeout=args.timeout)
+        except TimeoutError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_FAIL
         print(json.dumps(counts["states"]), file=sys.stderr)
+        failed = sum(counts["states"].get(state, 0) for state in ("failed", "dead"))
+        if failed:
+            print(f"error: {failed} job(s) failed; `switchyard results {report.batch}` has their errors",
+                  file=sys.stderr)
+            return EXIT_JOBS_FAILED
     return EXIT_OK
 
 
@@ -295,7 +312,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0) if exc.code in (0, None) else EXIT_USAGE
     setup_logging(args.log_level if args.command not in ("worker", "demo") else "INFO")
     try:
-        return args.run(args)
+        code = args.run(args)
+        sys.stdout.flush()  # a reader that went away shows here, not as a traceback at interpreter exit
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except InputError as exc:
         _print_problems(exc)
         return EXIT_USAGE
@@ -304,13 +325,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except SwitchyardError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE if exc.code == "batch_not_found" else EXIT_FAIL
+        return EXIT_USAGE if isinstance(exc, NotFound) else EXIT_FAIL
     except FileNotFoundError as exc:
         print(f"error: {exc.filename}: no such file", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _stdout_closed() -> int:
+    """Exit quietly when stdout's reader is gone, as the Python documentation recommends (signal module,
+    "Note on SIGPIPE"): point stdout at /dev/null, so that the interpreter's last flush has nowhere to fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_PIPE
 
 
 def entrypoint() -> None:

@@ -54,6 +54,10 @@ class InputError(FatalError):
         super().__init__(f"{len(problems)} invalid job(s): {head}{more}")
 
 
+#: The ``field`` of a problem that concerns the whole line (or item) rather than one of its fields.
+WHOLE_LINE = "(line)"
+
+
 class InputProblem:
     """One problem in the input: where (line, field) and what."""
 
@@ -66,10 +70,36 @@ class InputProblem:
 
     def __str__(self) -> str:
         where = f"line {self.line}" if self.line is not None else "job"
-        return f"{where}: {self.field}: {self.message}"
+        # A problem of the whole line (not JSON, not an object) names no field: "line 2: (line): ..." read
+        # as if it named two lines.
+        return f"{where}: {self.message}" if self.field == WHOLE_LINE else f"{where}: {self.field}: {self.message}"
 
     def __repr__(self) -> str:
         return f"InputProblem({self.line!r}, {self.field!r}, {self.message!r})"
+
+
+# --- lookups (the client and the command line) ---------------------------------------------------------
+
+
+class NotFound(SwitchyardError):
+    """A batch or job the caller named does not exist. The command line exits 2 (bad input)."""
+
+    code = "not_found"
+
+
+class BatchNotFound(NotFound):
+    """No batch has that name or id."""
+
+    code = "batch_not_found"
+
+
+class JobNotFound(NotFound, KeyError):
+    """No job has that id. Also a KeyError: ``Client.result`` raised a bare KeyError before, and callers that
+    catch that keep working."""
+
+    code = "job_not_found"
+
+    __str__ = Exception.__str__  # KeyError's would quote the message
 
 
 # --- policy --------------------------------------------------------------------------------------------

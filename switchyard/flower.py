@@ -121,6 +121,12 @@ def run_flower(capp: Any, *, port: int, address: str, auth: str) -> None:
     print(f"Flower at http://{address}:{bound}{prefix} (user {auth.partition(':')[0]})", flush=True)
     with contextlib.suppress(KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM via sys.exit above
         app.start()
+    # Shutting down joins Flower's inspector threads, each possibly in a broadcast that waits out its timeout: a
+    # second Ctrl-C meanwhile would land in the interpreter's thread join and print "Exception ignored ...
+    # KeyboardInterrupt". We are stopping already, so further Ctrl-C and SIGTERM are let go.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    app.stop()
 
 
 def cmd_flower(args: argparse.Namespace) -> int:

@@ -67,7 +67,7 @@ def test_bad_file_is_refused_whole_with_every_error_and_nothing_enqueued(tmp_pat
         fh.write(json.dumps({"custom_id": "x", "prompt": "x", "max_tokens": -1}) + "\n")
     out = run(["submit", str(src), "-q"], env)
     assert out.returncode == 2
-    assert "line 6: (line): not valid JSON" in out.stderr
+    assert "line 6: not valid JSON: Expecting property name enclosed in double quotes at column 2" in out.stderr
     assert "line 7: custom_id: duplicate 'j1'" in out.stderr
     assert "line 8: max_tokens:" in out.stderr
     assert "nothing was enqueued" in out.stderr
@@ -139,3 +139,40 @@ def test_a_real_commercial_worker_without_a_key_is_refused(env: dict[str, str]) 
     out = run(["worker", "gpt-4-turbo"], {k: v for k, v in env.items() if not k.startswith("OPENAI_")})
     assert out.returncode == 2
     assert "no API key" in out.stderr and "OPENAI_API_KEY" in out.stderr
+
+
+def test_submit_prints_only_the_batch_id_on_stdout(tmp_path: Path, env: dict[str, str]) -> None:
+    """`B=$(switchyard submit F)`: the progress bars go to stderr (and only to a terminal), never into $B."""
+    src = write_jobs(tmp_path / "good.jsonl", 12)
+    out = run(["submit", str(src)], env)  # no -q: stdout and stderr are pipes, as in $(...)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [out.stdout.strip()] and "validating" not in out.stdout
+    assert run(["status", out.stdout.strip(), "--json"], env).returncode == 0
+
+
+def test_resubmitting_a_file_with_a_changed_prompt_warns(tmp_path: Path, env: dict[str, str]) -> None:
+    src = write_jobs(tmp_path / "edited.jsonl", 4)
+    assert run(["submit", str(src), "-q"], env).returncode == 0
+    lines = src.read_text().splitlines()
+    lines[2] = json.dumps({"custom_id": "j2", "prompt": "Something else entirely", "max_tokens": 16})
+    src.write_text("\n".join(lines) + "\n")
+    again = run(["submit", str(src), "-q"], env)
+    assert again.returncode == 0, again.stderr
+    assert "submitted 0 new job(s), 4 already in the batch" in again.stderr
+    assert "warning: 1 job(s) differ from what batch" in again.stderr and "not resubmitted (j2)" in again.stderr
+
+
+def test_results_into_a_closed_pipe_exits_quietly(tmp_path: Path, env: dict[str, str]) -> None:
+    """`switchyard results B | head -1` must not end in a BrokenPipeError traceback."""
+    import os
+
+    batch = run(["submit", str(write_jobs(tmp_path / "pipe.jsonl", 20)), "-q"], env).stdout.strip()
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line is written
+    try:
+        out = subprocess.run([sys.executable, "-m", "switchyard.cli", "results", batch], env=env, stdout=write,
+                             stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert "Traceback" not in out.stderr and "Exception ignored" not in out.stderr, out.stderr
+    assert out.returncode == 141

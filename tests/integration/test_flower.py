@@ -283,3 +283,29 @@ def test_browser_logs_in_and_sees_workers_and_every_model_queue(
     assert set(ALL_QUEUES) <= set(queues), f"broker page rows: {seen['queues']}"
     assert queues[BACKLOG_QUEUE][1] == str(backlog), f"{BACKLOG_QUEUE} row: {queues[BACKLOG_QUEUE]}"
     assert (tmp_path / "flower-workers.png").stat().st_size > 10_000
+
+
+def test_ctrl_c_stops_flower_without_a_traceback(database_url: str, clean_redis: str) -> None:
+    """Ctrl-C, then Ctrl-C again while Flower shuts down (its inspector threads are being joined): a clean exit,
+    not "Exception ignored in: <module 'threading'> ... KeyboardInterrupt"."""
+    import sys
+
+    env = dict(worker_env(clean_redis, database_url), **{AUTH_ENV: AUTH})
+    proc = subprocess.Popen([sys.executable, "-m", "switchyard.cli", "flower", "--port", str(_free_port())],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("Flower at"):
+                break
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)  # an impatient user presses it again
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert proc.returncode == 0
