@@ -242,7 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("worker", cmd_worker, "a Celery worker for one model's queue, with the right pool and engine")
     sp.add_argument("model", choices=MODEL_NAMES)
     sp.add_argument("--engine", choices=["vllm", "vllm-remote", "simulated", "api"],
-                    help="default: vllm for self-hosted models, api for commercial ones")
+                    help="default: vllm for self-hosted models, api for commercial ones. simulated: no GPU and no "
+                         "API key; a simulated vLLM engine for self-hosted models, a local server speaking the "
+                         "provider's protocol for commercial ones (started and stopped with the worker; nothing "
+                         "is sent to the provider, whatever OPENAI_*/ANTHROPIC_* say). Every result it produces "
+                         "is marked simulated")
     sp.add_argument("--concurrency", type=int, help="jobs in flight (default: the catalog's)")
     sp.add_argument("--hostname", help="Celery node name")
     sp.add_argument("--model-path", help="vLLM weights (overrides the catalog)")
