@@ -186,6 +186,11 @@ def cmd_services(args: argparse.Namespace) -> int:
         print("embedded services stopped")
         return EXIT_OK
     urls = services.ensure_services(settings)
+    if "postgres" in urls.embedded:
+        # Migrated as every other command migrates it: its URLs, printed below, are then ready for the client.
+        from switchyard import db
+
+        db.upgrade(urls.database_url)
     print(f"broker:   {urls.broker_url}\ndatabase: {urls.database_url}\nembedded: {', '.join(urls.embedded) or 'none'}")
     return EXIT_OK
 
