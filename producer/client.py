@@ -8,9 +8,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sized
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import redis
+from sqlalchemy.engine import Engine
 
 from producer import results as results_mod
 from producer import store
@@ -32,6 +34,10 @@ class Client:
 
     Configuration comes from the environment (``SWITCHYARD_BROKER_URL``, ``SWITCHYARD_DATABASE_URL``,
     ``SWITCHYARD_CONFIG``) or from keyword arguments, which win.
+
+    The broker and database URLs are required only by the methods that use them (submit, wait, status,
+    results), when first called, with a ConfigError naming what is missing: building a Client and
+    :meth:`classify` need no services.
     """
 
     def __init__(
@@ -39,13 +45,28 @@ class Client:
     ) -> None:
         base = settings or Settings.from_env()
         self.settings = base.with_urls(broker_url or base.broker_url or "", database_url or base.database_url or "")
-        broker, database = self.settings.require_urls()
         self.catalog = self.settings.catalog
-        self.engine = get_engine(database)
-        self.redis = redis.Redis.from_url(broker)
-        self.router = Router(self.catalog, QueueMonitor(self.redis, self.catalog).wait_s)
-        self.submitter = Submitter(self.catalog, self.engine, self.redis, self.router)
         self.last_report: SubmitReport | None = None
+
+    # Connections are made on first use (cached_property): classification alone must not need them.
+    @cached_property
+    def engine(self) -> Engine:
+        return get_engine(self.settings.require_urls()[1])
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.settings.require_urls()[0])
+
+    @cached_property
+    def router(self) -> Router:
+        if self.settings.broker_url and self.settings.database_url:
+            return Router(self.catalog, QueueMonitor(self.redis, self.catalog).wait_s)
+        # Without services, as `switchyard classify` routes: no queue depths, so no overflow to another pool.
+        return Router(self.catalog)
+
+    @cached_property
+    def submitter(self) -> Submitter:
+        return Submitter(self.catalog, self.engine, self.redis, self.router)
 
     # --- classify -------------------------------------------------------------------------------------
     def classify(self, job: dict[str, Any] | InferenceJob) -> RouteDecision:
@@ -151,7 +172,8 @@ class Client:
             time.sleep(poll_s)
 
     def close(self) -> None:
-        self.redis.close()
+        if "redis" in self.__dict__:  # never connected: nothing to close
+            self.redis.close()
 
 
 def default_batch_name(custom_ids: Iterable[str]) -> str:

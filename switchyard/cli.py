@@ -203,6 +203,11 @@ def cmd_services(args: argparse.Namespace) -> int:
         print("embedded services stopped")
         return EXIT_OK
     urls = services.ensure_services(settings)
+    if "postgres" in urls.embedded:
+        # Migrated as every other command migrates it: its URLs, printed below, are then ready for the client.
+        from switchyard import db
+
+        db.upgrade(urls.database_url)
     print(f"broker:   {urls.broker_url}\ndatabase: {urls.database_url}\nembedded: {', '.join(urls.embedded) or 'none'}")
     return EXIT_OK
 
@@ -259,7 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("worker", cmd_worker, "a Celery worker for one model's queue, with the right pool and engine")
     sp.add_argument("model", choices=MODEL_NAMES)
     sp.add_argument("--engine", choices=["vllm", "vllm-remote", "simulated", "api"],
-                    help="default: vllm for self-hosted models, api for commercial ones")
+                    help="default: vllm for self-hosted models, api for commercial ones. simulated: no GPU and no "
+                         "API key; a simulated vLLM engine for self-hosted models, a local server speaking the "
+                         "provider's protocol for commercial ones (started and stopped with the worker; nothing "
+                         "is sent to the provider, whatever OPENAI_*/ANTHROPIC_* say). Every result it produces "
+                         "is marked simulated")
     sp.add_argument("--concurrency", type=int, help="jobs in flight (default: the catalog's)")
     sp.add_argument("--hostname", help="Celery node name")
     sp.add_argument("--model-path", help="vLLM weights (overrides the catalog)")

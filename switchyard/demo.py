@@ -30,6 +30,7 @@ from producer.client import Client
 from switchyard import services
 from switchyard.settings import Settings
 from switchyard.workload import generate
+from workers.providers.simulated_api import SIMULATED_DELAY_S
 
 MODELS = ("llama-3-70b", "mistral-7b", "gpt-4-turbo", "claude-3-opus")
 READY = "worker consuming"
@@ -71,12 +72,14 @@ class Demo:
         if settings.openai_api_key and not settings.openai_base_url:
             real.append("OpenAI")
         else:
-            url = self.start_api_server("openai", settings.catalog.model("gpt-4-turbo"), delay_s=0.15)
+            url = self.start_api_server("openai", settings.catalog.model("gpt-4-turbo"),
+                                        delay_s=SIMULATED_DELAY_S["openai"])
             env.update(OPENAI_BASE_URL=url, OPENAI_API_KEY="sk-local-simulated")
         if settings.anthropic_api_key and not settings.anthropic_base_url:
             real.append("Anthropic")
         else:
-            url = self.start_api_server("anthropic", settings.catalog.model("claude-3-opus"), delay_s=0.25)
+            url = self.start_api_server("anthropic", settings.catalog.model("claude-3-opus"),
+                                        delay_s=SIMULATED_DELAY_S["anthropic"])
             env.update(ANTHROPIC_BASE_URL=url, ANTHROPIC_API_KEY="sk-ant-local-simulated")
         simulated = [p for p in ("OpenAI", "Anthropic") if p not in real]
         self.console.print(Panel.fit(

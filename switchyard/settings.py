@@ -103,8 +103,9 @@ class Settings:
         missing = [n for n, v in (("SWITCHYARD_BROKER_URL", self.broker_url),
                                   ("SWITCHYARD_DATABASE_URL", self.database_url)) if not v]
         if missing:
-            raise ConfigError(f"{' and '.join(missing)} not set (the CLI starts embedded services; "
-                              "a library user passes URLs or uses switchyard.services.ensure_services)")
+            raise ConfigError(f"{' and '.join(missing)} not set: set them or pass the URLs (the CLI starts "
+                              "embedded services by itself; `switchyard services start` starts them and prints "
+                              "their URLs; in Python, switchyard.services.ensure_services)")
         return self.broker_url, self.database_url  # type: ignore[return-value]
 
     def provider_env(self) -> dict[str, str]:

@@ -43,6 +43,7 @@ log = logging.getLogger("switchyard.worker")
 
 EXIT_ENGINE_DEAD = 3
 ENGINES_SELF_HOSTED = ("vllm", "vllm-remote", "simulated")
+ENGINES_COMMERCIAL = ("api", "simulated")
 
 
 @dataclass
@@ -88,8 +89,15 @@ def build_backend(settings: Settings, opts: WorkerOptions) -> Any:
                                      timeout_s=spec.timeout_s)
         raise ConfigError(f"engine {kind!r} cannot serve self-hosted {opts.model}; use one of "
                           f"{', '.join(ENGINES_SELF_HOSTED)}")
+    if kind == "simulated":
+        # The API worker's own path (SDK, limiter, ledger) against a local stand-in of the provider, started
+        # and stopped with this worker; nothing reaches the provider whatever keys and base URLs are set.
+        from workers.providers.simulated_api import SimulatedProviderBackend
+
+        return SimulatedProviderBackend(spec)
     if kind != "api":
-        raise ConfigError(f"{opts.model} is a commercial model: its worker uses the provider API")
+        raise ConfigError(f"engine {kind!r} cannot serve commercial {opts.model}; use one of "
+                          f"{', '.join(ENGINES_COMMERCIAL)}")
     if spec.provider == "openai":
         from workers.providers.openai_api import OpenAIBackend
 
