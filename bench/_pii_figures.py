@@ -62,6 +62,29 @@ def false_positives() -> tuple[int, int, Counter[str]]:
     return flagged, len(prompts), kinds
 
 
+def typed_differently() -> dict[str, tuple[int, int]]:
+    """Sentences holding a person's name, caught when the name is typed in lower case inside the sentence, when
+    the whole sentence is (no capitals at all), and when it is shouted; and clean prompts flagged when shouted."""
+    out: dict[str, tuple[int, int]] = {}
+    rows = [r for r in presidio() if any(s["entity_type"] == "PERSON" for s in r["spans"])]
+
+    def names_lowered(row: dict) -> str:
+        text = row["full_text"]
+        for s in sorted(row["spans"], key=lambda s: -s["start_position"]):
+            if s["entity_type"] == "PERSON":
+                a, b = s["start_position"], s["end_position"]
+                text = text[:a] + text[a:b].lower() + text[b:]
+        return text
+
+    for name, form in (("name in lower case", names_lowered), ("all lower case", lambda r: r["full_text"].lower()),
+                       ("all upper case", lambda r: r["full_text"].upper())):
+        out[f"PERSON sentences, {name}"] = (sum(pii.scan(form(r)).contains_pii for r in rows), len(rows))
+    prompts = clean_prompts()
+    out["clean prompts flagged, all upper case"] = (sum(pii.scan(p.upper()).contains_pii for p in prompts),
+                                                   len(prompts))
+    return out
+
+
 def report_pii() -> None:
     print("== PII (presidio synth v2, sentence caught when scan() flags it)")
     for key, (c, n) in sorted(pii_recall().items(), key=lambda kv: -kv[1][1]):
@@ -74,3 +97,6 @@ def report_pii() -> None:
     print(f"  held-out hand-written clean, flagged  {neg}/{len(HELDOUT_NEGATIVE)}")
     flagged, n, kinds = false_positives()
     print(f"  FP on GSM8K + MT-Bench turns          {flagged}/{n} {flagged / n:.1%}  {dict(kinds)}")
+    print("  typed otherwise (no target; capitals are evidence the lists alone cannot replace):")
+    for key, (c, n) in typed_differently().items():
+        print(f"    {key:36s} {c:4d}/{n:<4d} {c / n:6.1%}")
