@@ -48,6 +48,11 @@ def connected_settings(settings: Settings | None = None, *, migrate: bool = True
     os.environ["SWITCHYARD_DATABASE_URL"] = urls.database_url
     if urls.embedded:
         log.info("using embedded %s (data in %s)", " and ".join(urls.embedded), settings.state_dir)
+    if urls.started:
+        # Servers that outlive this command should not go unannounced.
+        names = " and ".join({"redis": "Redis", "postgres": "PostgreSQL"}[n] for n in urls.started)
+        print(f"note: started embedded {names} (data in {settings.state_dir}); they keep running for the next "
+              "command: `switchyard services stop` stops them", file=sys.stderr)
     if migrate:
         if "postgres" in urls.embedded:
             db.upgrade(urls.database_url)
@@ -69,8 +74,8 @@ def _open_out(path: str | None) -> TextIO:
     return open(path, "w", encoding="utf-8") if path and path != "-" else sys.stdout
 
 
-def _print_problems(exc: InputError, stream: TextIO = sys.stderr) -> None:
-    print(f"error: {len(exc.problems)} problem(s) found; nothing was enqueued", file=stream)
+def _print_problems(exc: InputError, stream: TextIO = sys.stderr, outcome: str = "nothing was enqueued") -> None:
+    print(f"error: {len(exc.problems)} problem(s) found; {outcome}", file=stream)
     for p in exc.problems:
         print(f"  {p}", file=stream)
 
@@ -324,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return _stdout_closed()
     except InputError as exc:
-        _print_problems(exc)
+        _print_problems(exc, outcome="nothing was classified" if args.command == "classify" else "nothing was enqueued")
         return EXIT_USAGE
     except (ConfigError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)

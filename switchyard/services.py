@@ -32,6 +32,7 @@ class ServiceURLs:
     broker_url: str
     database_url: str
     embedded: tuple[str, ...]  # which of "redis", "postgres" were embedded
+    started: tuple[str, ...] = ()  # which of those this call started (the others were running already)
 
 
 def _free_port() -> int:
@@ -154,17 +155,22 @@ def drop_database(admin_url: str, database: str) -> None:
 def ensure_services(settings: Settings) -> ServiceURLs:
     """The broker and database URLs to use: configured ones, or embedded servers started on demand."""
     embedded: list[str] = []
+    started: list[str] = []
     broker = settings.broker_url
     database = settings.database_url
     if broker is None:
+        if not embedded_redis_running(settings.state_dir / "redis"):
+            started.append("redis")
         broker = start_embedded_redis(settings.state_dir / "redis")
         embedded.append("redis")
     if database is None:
+        if not embedded_postgres_running(settings.state_dir / "postgres"):
+            started.append("postgres")
         database = start_embedded_postgres(settings.state_dir / "postgres")
         embedded.append("postgres")
     if not database.startswith("postgresql"):
         raise ConfigError(f"SWITCHYARD_DATABASE_URL must be a PostgreSQL URL, got {database.split(':')[0]}:...")
-    return ServiceURLs(broker, database, tuple(embedded))
+    return ServiceURLs(broker, database, tuple(embedded), tuple(started))
 
 
 def stop_embedded(settings: Settings, *, remove_data: bool = False) -> None:

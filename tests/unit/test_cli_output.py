@@ -81,3 +81,40 @@ def test_submit_wait_warns_when_a_job_failed(monkeypatch: pytest.MonkeyPatch,
     assert "warning: 1 job(s) failed" in capsys.readouterr().err
     assert _wait_with(monkeypatch, {"succeeded": 1, "dead": 1}) == cli.EXIT_OK
     assert "warning: 1 job(s) failed" in capsys.readouterr().err
+
+
+def test_classify_refuses_a_bad_file_in_its_own_terms(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"custom_id": "a", "prompt": "x"}) + "\n{oops\n")
+    proc = subprocess.run([sys.executable, "-m", "switchyard.cli", "classify", str(src)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == cli.EXIT_USAGE
+    assert "1 problem(s) found; nothing was classified" in proc.stderr and "line 2: not valid JSON" in proc.stderr
+
+
+def test_embedded_servers_a_command_starts_are_announced_once(monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Servers that outlive the command are announced when started, and not when a later command reuses them."""
+    from switchyard import services
+    from switchyard.settings import Settings
+
+    running: set[str] = set()
+
+    def start(name: str) -> Any:
+        def _start(*_: Any, **__: Any) -> str:
+            running.add(name)
+            return "redis://127.0.0.1:1/0" if name == "redis" else "postgresql+psycopg://postgres@/x"
+        return _start
+
+    monkeypatch.setattr(services, "start_embedded_redis", start("redis"))
+    monkeypatch.setattr(services, "start_embedded_postgres", start("postgres"))
+    monkeypatch.setattr(services, "embedded_redis_running", lambda _: "redis" in running)
+    monkeypatch.setattr(services, "embedded_postgres_running", lambda _: "postgres" in running)
+    monkeypatch.delenv("SWITCHYARD_BROKER_URL", raising=False)
+    monkeypatch.delenv("SWITCHYARD_DATABASE_URL", raising=False)
+    settings = Settings.from_env({})
+    cli.connected_settings(settings, migrate=False)
+    first = capsys.readouterr().err
+    assert "note: started embedded Redis and PostgreSQL" in first and "switchyard services stop" in first
+    cli.connected_settings(settings, migrate=False)
+    assert "started embedded" not in capsys.readouterr().err
