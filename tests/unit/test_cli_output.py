@@ -118,3 +118,13 @@ def test_embedded_servers_a_command_starts_are_announced_once(monkeypatch: pytes
     assert "note: started embedded Redis and PostgreSQL" in first and "switchyard services stop" in first
     cli.connected_settings(settings, migrate=False)
     assert "started embedded" not in capsys.readouterr().err
+
+
+def test_http_clients_do_not_log_every_request_at_info() -> None:
+    """A worker logs at INFO: the SDKs' HTTP clients (httpx, and the httpx2 newer OpenAI SDKs bundle) would
+    add a line per provider call."""
+    import logging
+
+    cli.setup_logging("INFO")
+    for name in ("httpx", "httpx2", "httpcore"):
+        assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
