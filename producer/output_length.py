@@ -25,7 +25,9 @@ _WORDS_OF = {
     "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
 }
 _MULTIPLIERS = {"hundred": 100, "thousand": 1000}
-_NUMBER_WORD = "|".join(sorted((_WORDS_OF.keys() - {"a", "an"}) | _MULTIPLIERS.keys(), key=len, reverse=True))
+# Longest first, ties alphabetical: the pattern text must not depend on set order (hash seeds differ between
+# processes), as the prefilter caches its compiled database under a hash of the patterns.
+_NUMBER_WORD = "|".join(sorted((_WORDS_OF.keys() - {"a", "an"}) | _MULTIPLIERS.keys(), key=lambda w: (-len(w), w)))
 # A count: digits ("3,000", "3k"), or number words joined by blanks, hyphens or "and" ("three thousand",
 # "five-thousand", "two hundred and fifty"). No decimal point: _search_ask relies on no ask holding a ".".
 _COUNT_CORE = rf"\d[\d,]*k?|(?:{_NUMBER_WORD})(?:[- ](?:and[- ])?(?:{_NUMBER_WORD}))*"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -173,3 +174,19 @@ def test_lower_cased_text_is_scanned_for_the_case_blind_triggers_only(
     assert gate.fired("été abc 5", "été abc 5") == {"digit"}
     assert set(gate._dbs) == {"unicode", "lowered"}
     assert Gate([("upper", "[A-Z]", False)]).fired("É", "é") == set()  # no case-blind trigger: no third scan
+
+
+def test_the_triggers_are_the_same_text_in_every_process() -> None:
+    """The compiled database is cached under a hash of the patterns: a pattern built from a set in set order
+    would differ between processes (hash seeds differ) and make every classifier process compile afresh."""
+    import subprocess
+    import sys
+
+    code = ("import hashlib, producer.classify as c; "
+            "print(hashlib.sha256(repr(c._GATE._triggers).encode()).hexdigest())")
+    seen = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout
+        for seed in (1, 2, 3)
+    }
+    assert len(seen) == 1
