@@ -31,7 +31,7 @@ _NAMES_NOT_COMMON = frozenset(
 _FIRST_NOT_COMMON = _NAMES_NOT_COMMON & FIRST
 #: What the screen below looks for: the screen reads words split at apostrophes and hyphens, so a name written
 #: with one ("o'brien") is stood for by its longest part ("brien"); its short parts ("o", "d") are in every text.
-_NAME_SCREEN = frozenset(max(_plain(w).split() or [w], key=len) for w in _NAMES_NOT_COMMON)
+_NAME_SCREEN = frozenset(w if w.isalpha() else max(_plain(w).split() or [w], key=len) for w in _NAMES_NOT_COMMON)
 
 
 def names_in_lower_case(text: str, words: list[str] | None = None) -> list[Hit]:
