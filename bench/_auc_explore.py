@@ -28,7 +28,6 @@ import random
 import re
 import statistics
 import sys
-from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -37,7 +36,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from bench._complexity_fit import L2_LABEL, L2_STEPS, MIN_DF, SPREAD, _installed, _logistic, _quantiles, _ridge, auc  # noqa: E402
+from bench._complexity_fit import (  # noqa: E402
+    L2_LABEL,
+    L2_STEPS,
+    SPREAD,
+    _installed,
+    _logistic,
+    _quantiles,
+    _ridge,
+    auc,
+    design,
+)
 from bench._datasets import STRONG, WEAK, gsm8k  # noqa: E402
 from producer import complexity  # noqa: E402
 
@@ -187,20 +196,7 @@ class _Fold(NamedTuple):
 
 def _fit_parts(train: list[P], teachers: set[str]) -> _Fold:
     """As ``fit_complexity`` up to the weights, with one ridge per teacher."""
-    df = Counter(w for p in train for w in p.present)
-    vocabulary = sorted(w for w, n in df.items() if n >= MIN_DF)
-    column = {w: j for j, w in enumerate(vocabulary)}
-    counts = np.asarray([p.counts for p in train])
-    means, sds = counts.mean(0), counts.std(0)
-    sds[sds == 0] = 1.0
-    words = np.zeros((len(train), len(vocabulary)))
-    for i, p in enumerate(train):
-        for w in p.present:
-            if w in column:
-                words[i, column[w]] = 1.0
-    x = np.c_[np.ones(len(train)), np.clip((counts - means) / sds, -2.5, 2.5), words]
-    labelled = np.asarray([p.label is not None for p in train])
-    y = np.asarray([p.label or 0 for p in train], dtype=float)
+    x, labelled, y, vocabulary, means, sds, words, _ = design(train)
     parts = {"label": _logistic(x[labelled], y[labelled], L2_LABEL)}
     for t in teachers:
         parts[t] = _ridge(x, np.asarray([p.targets[t] for p in train]), L2_STEPS)

@@ -8,8 +8,8 @@ import json
 import math
 import statistics
 from collections import Counter
-from collections.abc import Iterator
-from typing import NamedTuple
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
 
 from bench._datasets import REPO, STRONG, WEAK, gsm8k, gsm8k_labelled, mt_bench
 from producer import complexity, output_length
@@ -81,9 +81,22 @@ def _ridge(x, y, l2: float):  # noqa: ANN001, ANN202
     return np.linalg.solve(x.T @ x + reg, x.T @ y)
 
 
-def fit_complexity(problems: list[_Problem]) -> dict:
-    """The reasoning-load model (the contents of producer/data/complexity_model.json) fitted on ``problems``:
-    counts standardised and clipped as at run time, word presence as 0/1. Deterministic."""
+class Design(NamedTuple):
+    """The model's inputs on a set of problems: an intercept column, the counts standardised and clipped as at
+    run time, and word presence as 0/1 over the words seen in at least MIN_DF of them."""
+
+    x: Any  # numpy arrays (numpy is dev-only)
+    labelled: Any  # which rows have a label (both-wrong problems have none)
+    y: Any  # the label, 0 where there is none
+    vocabulary: list[str]
+    means: Any
+    sds: Any
+    words: Any
+    counts: Any
+
+
+def design(problems: Sequence[Any]) -> Design:
+    """``problems``: anything with ``present``, ``counts`` and ``label`` as :class:`_Problem` has them."""
     import numpy as np
 
     df = Counter(w for p in problems for w in p.present)
@@ -100,6 +113,15 @@ def fit_complexity(problems: list[_Problem]) -> dict:
     x = np.c_[np.ones(len(problems)), np.clip((counts - means) / sds, -2.5, 2.5), words]
     labelled = np.asarray([p.label is not None for p in problems])
     y = np.asarray([p.label or 0 for p in problems], dtype=float)
+    return Design(x, labelled, y, vocabulary, means, sds, words, counts)
+
+
+def fit_complexity(problems: list[_Problem]) -> dict:
+    """The reasoning-load model (the contents of producer/data/complexity_model.json) fitted on ``problems``:
+    counts standardised and clipped as at run time, word presence as 0/1. Deterministic."""
+    import numpy as np
+
+    x, labelled, y, vocabulary, means, sds, words, counts = design(problems)
     w_label = _logistic(x[labelled], y[labelled], L2_LABEL)
     w_steps = _ridge(x, np.asarray([p.steps for p in problems]), L2_STEPS)
     # Each predictor in units of its own spread on the labelled problems, then averaged.
