@@ -5,9 +5,7 @@ configured provider, nothing left running after the worker stops."""
 from __future__ import annotations
 
 import re
-import socket
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import psutil
 import pytest
@@ -17,19 +15,12 @@ from producer.client import Client
 from schemas.tables import LedgerEntry
 from switchyard.db import get_engine
 from switchyard.localapi import anthropic_server, openai_server
+from tests.netcheck import refuses_connections
 from tests.workerproc import start_worker, worker_env
 
 PROMPT = "Prove that the square root of 2 is irrational, then explain how the proof generalises."
 SERVER_LINE = re.compile(r"SIMULATED (\w+) API for \S+ on (\S+)")
 
-
-def _refuses(base_url: str) -> bool:
-    parts = urlsplit(base_url)
-    try:
-        socket.create_connection((parts.hostname, parts.port), timeout=1).close()
-    except OSError:
-        return True
-    return False
 
 
 @pytest.mark.parametrize(("model", "provider", "make_decoy"), [
@@ -68,4 +59,4 @@ def test_commercial_worker_with_simulated_engine(client: Client, db: str, clean_
 
     assert code == 0, worker.output()[-2000:]
     assert not [p for p in descendants if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    assert _refuses(local_url), "the simulated provider server outlived its worker"
+    assert refuses_connections(local_url), "the simulated provider server outlived its worker"

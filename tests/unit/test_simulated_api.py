@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-from urllib.parse import urlsplit
 
 import pytest
 
 from switchyard.errors import ConfigError
 from switchyard.localapi import anthropic_server, openai_server
 from switchyard.settings import Settings
+from tests.netcheck import refuses_connections
 from workers.engines.base import GenerationRequest
 from workers.providers.simulated_api import SimulatedProviderBackend
 from workers.worker import WorkerOptions, build_backend
 
 PROVIDERS = [("gpt-4-turbo", "openai", openai_server), ("claude-3-opus", "anthropic", anthropic_server)]
 
-
-def _refuses(base_url: str) -> bool:
-    parts = urlsplit(base_url)
-    try:
-        socket.create_connection((parts.hostname, parts.port), timeout=1).close()
-    except OSError:
-        return True
-    return False
 
 
 @pytest.mark.parametrize(("model", "provider", "make_server"), PROVIDERS)
@@ -52,7 +43,7 @@ def test_answers_locally_marked_simulated_and_ignores_configured_provider(model:
         assert result.text.startswith("[simulated")  # type: ignore[attr-defined]
         assert result.completion_tokens > 0  # type: ignore[attr-defined]
         assert decoy.requests() == [], "the configured provider URL was called"
-        assert backend.server is None and _refuses(url), "the local server outlived the backend"
+        assert backend.server is None and refuses_connections(url), "the local server outlived the backend"
 
 
 def test_self_hosted_and_commercial_engines_are_checked() -> None:
