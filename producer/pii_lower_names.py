@@ -59,10 +59,7 @@ def names_in_lower_case(text: str, words: list[str] | None = None) -> list[Hit]:
                 if m is not None and m.group() in _NAMES_NOT_COMMON and _edge(text, m.end()):
                     hits[s] = ("PERSON", s, m.end(), 0.6)
                     continue
-            before = _plain(text[max(0, s - 40) : s].lower()).split()
-            if before and (
-                before[-1] in _LABEL_LAST or before[-1] in _TITLES or tuple(before[-2:]) in _LABEL_PAIRS
-            ):
+            if _announced(text, s, titles=True):
                 hits.setdefault(s, ("PERSON", s, e, 0.7))
     return list(hits.values())
 
@@ -99,10 +96,13 @@ def _word_around(text: str, at: int) -> tuple[int, int, str] | None:
 _AFTER_KEY = re.compile(r"[\s:,.\-]{0,4}([^\W\d_A-ZÀ-ÖØ-Þ]+(?:['’-][^\W\d_A-ZÀ-ÖØ-Þ]+)*)")
 
 
-def _announced(text: str, start: int) -> bool:
-    """Whether a label ends right before ``start`` ("patient:", "my name is", "dear")."""
+def _announced(text: str, start: int, titles: bool = False) -> bool:
+    """Whether a label ends right before ``start`` ("patient:", "my name is", "dear"), or with ``titles`` a title
+    ("dr.")."""
     before = _plain(text[max(0, start - 40) : start].lower()).split()
-    return bool(before) and (before[-1] in _LABEL_LAST or tuple(before[-2:]) in _LABEL_PAIRS)
+    if not before:
+        return False
+    return before[-1] in _LABEL_LAST or tuple(before[-2:]) in _LABEL_PAIRS or (titles and before[-1] in _TITLES)
 
 
 def labelled_in_lower_case(text: str, lowered: str, fired: set[str] | None) -> list[Hit]:
